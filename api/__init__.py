@@ -1,0 +1,1 @@
+"""The HTTP layer: ingestion and queries over the materialized views, and metadata services."""

@@ -1,0 +1,32 @@
+"""Liveness and readiness probes."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+
+from api.deps import Pool, Store
+
+router = APIRouter(prefix="/api", tags=["health"])
+
+
+@router.get("/liveness")
+async def liveness() -> dict[str, str]:
+    return {"status": "alive"}
+
+
+@router.get("/readiness")
+async def readiness(pool: Pool, store: Store) -> JSONResponse:
+    checks: dict[str, str] = {}
+    try:
+        await pool.fetchval("SELECT 1")
+        checks["postgres"] = "ok"
+    except Exception as error:  # noqa: BLE001 - any failure means not ready
+        checks["postgres"] = f"error: {error}"
+    try:
+        await store.query("SELECT 1")
+        checks["clickhouse"] = "ok"
+    except Exception as error:  # noqa: BLE001
+        checks["clickhouse"] = f"error: {error}"
+    ready = all(v == "ok" for v in checks.values())
+    return JSONResponse({"ready": ready, "checks": checks}, status_code=200 if ready else 503)

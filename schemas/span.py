@@ -1,0 +1,130 @@
+"""Span v1: one call an agent made (an LLM, a tool, a handoff), as it travels on the `spans` topic."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+SCHEMA_VERSION = 1
+ERROR_CAP = 8 * 1024
+PAYLOAD_CAP = 128 * 1024
+
+
+class SpanType(StrEnum):
+    tool_call = "tool_call"
+    llm = "llm"
+    agent = "agent"
+    node = "node"
+    handoff = "handoff"
+    llm_intent = "llm_intent"
+    user_message = "user_message"
+    topology = "topology"
+    other = "other"
+
+
+class SpanStatus(StrEnum):
+    success = "success"
+    error = "error"
+    timeout = "timeout"
+    prevented = "prevented"
+
+
+def _as_text(value: Any) -> str | None:
+    """Payloads arrive as strings or as JSON values; they are stored as text."""
+    if value is None or isinstance(value, str):
+        return value
+    return json.dumps(value, separators=(",", ":"), default=str)
+
+
+class Span(BaseModel):
+    """The canonical span. Fields a producer sends that are not listed here are kept in
+    `attributes`, never dropped."""
+
+    model_config = ConfigDict(extra="allow", use_enum_values=True)
+
+    schema_version: int = SCHEMA_VERSION
+    project_id: str = Field(min_length=1, max_length=64)
+    span_id: str = Field(min_length=1, max_length=128)
+    trace_id: str = Field(default="", max_length=128)
+    # Per-session state is keyed by it; a span without one is its trace's session.
+    session_id: str = Field(default="", max_length=256)
+    parent_span_id: str | None = Field(default=None, max_length=128)
+    span_type: SpanType = SpanType.tool_call
+    name: str = Field(default="", max_length=1024)
+
+    server_name: str | None = Field(default=None, max_length=256)
+    tool_name: str | None = Field(default=None, max_length=256)
+    agent_name: str | None = Field(default=None, max_length=256)
+    target_agent_name: str | None = Field(default=None, max_length=256)
+
+    started_at: datetime
+    ended_at: datetime | None = None
+    latency_ms: float | None = Field(default=None, ge=0)
+    status: SpanStatus = SpanStatus.success
+    error: str | None = None
+
+    model_id: str | None = Field(default=None, max_length=256)
+    input_tokens: int = Field(default=0, ge=0)
+    output_tokens: int = Field(default=0, ge=0)
+    cache_read_tokens: int = Field(default=0, ge=0)
+    cache_creation_tokens: int = Field(default=0, ge=0)
+    thinking_tokens: int = Field(default=0, ge=0)
+    finish_reason: str | None = Field(default=None, max_length=64)
+
+    input_args: str | None = None
+    output_result: str | None = None
+    llm_input: str | None = None
+    llm_output: str | None = None
+
+    replay_of: str | None = None
+    lineage_provenance: str | None = None
+    lineage_status: str | None = None
+    attributes: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("started_at", "ended_at")
+    @classmethod
+    def _utc(cls, value: datetime | None) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+    @field_validator("input_args", "output_result", "llm_input", "llm_output", mode="before")
+    @classmethod
+    def _payload_text(cls, value: Any) -> str | None:
+        return _as_text(value)
+
+    @field_validator("schema_version")
+    @classmethod
+    def _known_version(cls, value: int) -> int:
+        if value != SCHEMA_VERSION:
+            raise ValueError(f"schema_version {value} is not supported (this build reads {SCHEMA_VERSION})")
+        return value
+
+    @model_validator(mode="after")
+    def _derive(self) -> Span:
+        if self.model_extra:
+            self.attributes = {**self.model_extra, **self.attributes}
+            self.model_extra.clear()
+        if not self.session_id:
+            self.session_id = self.trace_id or self.span_id
+        if self.ended_at is not None and self.ended_at < self.started_at:
+            raise ValueError("ended_at is before started_at")
+        if self.latency_ms is None and self.ended_at is not None:
+            self.latency_ms = (self.ended_at - self.started_at).total_seconds() * 1000
+        if self.error is not None and len(self.error) > ERROR_CAP:
+            self.error = self.error[:ERROR_CAP]
+        return self
+
+
+def encode_span(span: Span) -> bytes:
+    """The bytes of a span on the `spans` topic."""
+    return span.model_dump_json(exclude_none=True).encode()
+
+
+def decode_span(data: bytes | str) -> Span:
+    """Parses and validates one span; raises pydantic.ValidationError with the reason."""
+    return Span.model_validate_json(data)

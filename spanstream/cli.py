@@ -1,0 +1,81 @@
+"""The `spanstream` command."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+
+from pydantic import ValidationError
+
+from spanstream.settings import load_settings
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="spanstream", description="Observability for LLM agents on Kafka.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    infra = commands.add_parser("infra", help="start, stop or show Kafka and PostgreSQL on loopback")
+    infra.add_argument("action", choices=["up", "down", "status"])
+    commands.add_parser("migrate", help="apply pending PostgreSQL and ClickHouse migrations")
+    commands.add_parser("worker", help="run the stream worker (needs a ClickHouse server)")
+    commands.add_parser("api", help="run the HTTP API (needs a ClickHouse server)")
+    commands.add_parser("serve", help="run worker and API in one process (the embedded store's way)")
+    commands.add_parser("dev", help="infra, migrations, worker, API and demo spans on the embedded defaults")
+    key = commands.add_parser("create-key", help="create a project (if needed) and print a new API key for it")
+    key.add_argument("project", help="project slug, e.g. default")
+    return parser
+
+
+def _require_server(settings, what: str) -> None:
+    if settings.clickhouse_embedded:
+        sys.exit(
+            f"spanstream {what} alone needs a ClickHouse server (set SPANSTREAM_CLICKHOUSE_URL): the embedded "
+            "store can be opened by one process only. Use `spanstream serve` to run worker and API together."
+        )
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = _parser().parse_args(argv)
+    try:
+        settings = load_settings()
+    except ValidationError as error:
+        sys.exit(f"invalid settings:\n{error}")
+
+    # Imported per command so that `spanstream infra status` does not load faust or chdb.
+    from spanstream.clickhouse import StoreUnavailable
+    from spanstream.infra import InfraError
+    from spanstream.kafka import KafkaUnavailable
+    from spanstream.migrate import MigrationError
+
+    try:
+        if args.command == "infra":
+            from spanstream.infra import infra
+
+            running = infra(args.action, settings)
+            if args.action == "status" and not all(running.values()):
+                sys.exit(3)
+        elif args.command == "migrate":
+            from spanstream.migrate import migrate_all
+
+            for store, names in migrate_all(settings).items():
+                print(f"{store}: " + (", ".join(names) if names else "up to date"))
+        elif args.command == "dev":
+            from spanstream.dev import dev
+
+            dev(settings)
+        elif args.command == "create-key":
+            from spanstream.dev import create_key
+
+            print(asyncio.run(create_key(settings, args.project)))
+        else:
+            from spanstream.serve import run
+
+            if args.command in ("worker", "api"):
+                _require_server(settings, args.command)
+            run(settings, worker=args.command != "api", api=args.command != "worker")
+    except (InfraError, KafkaUnavailable, StoreUnavailable, MigrationError, OSError) as error:
+        sys.exit(f"spanstream {args.command}: {error}")
+
+
+if __name__ == "__main__":
+    main()

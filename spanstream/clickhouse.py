@@ -1,0 +1,100 @@
+"""The ClickHouse storage adapter shared by the stream processor and the query layer.
+
+It lives in `spanstream/` because both `streams/` (the sink writes) and `api/` (queries read)
+need it and neither may import the other. One `ClickHouseStore` per process: embedded chdb
+allows a single process per data directory, and a single open engine per process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+import clickhouse_connect
+from clickhouse_connect.driver.exceptions import ClickHouseError, ProgrammingError
+
+from spanstream.settings import Settings
+
+
+class StoreUnavailable(RuntimeError):
+    """ClickHouse cannot be opened or reached; the message says what to do."""
+
+
+class ClickHouseStore:
+    """One client, serialised: chdb's engine and clickhouse-connect's HTTP session are not
+    safe for concurrent queries from several threads, and blocking calls run off the loop."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._client = None
+        self._lock = threading.Lock()
+
+    @property
+    def embedded(self) -> bool:
+        return self._settings.clickhouse_embedded
+
+    def open(self) -> ClickHouseStore:
+        dsn = self._settings.clickhouse_dsn
+        database = self._settings.clickhouse_database
+        if self.embedded:
+            self._settings.data_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            bootstrap = clickhouse_connect.get_client(dsn=dsn)
+            bootstrap.command(f"CREATE DATABASE IF NOT EXISTS `{database}`")
+            self._client = clickhouse_connect.get_client(dsn=dsn, database=database)
+        except (ProgrammingError, ClickHouseError, OSError) as error:
+            raise StoreUnavailable(self._explain(error)) from error
+        return self
+
+    def _explain(self, error: Exception) -> str:
+        text = str(error)
+        if self.embedded and ("Cannot lock file" in text or "already running" in text):
+            return (
+                f"the embedded ClickHouse store {self._settings.clickhouse_dsn} is open in another "
+                "process (only one process may open a chdb directory). Stop the other Spanstream "
+                "process, or run a ClickHouse server and set SPANSTREAM_CLICKHOUSE_URL."
+            )
+        if self.embedded:
+            return f"cannot open the embedded ClickHouse store {self._settings.clickhouse_dsn}: {text}"
+        return (
+            f"cannot reach ClickHouse at {self._settings.clickhouse_url}: {text}. "
+            "Start the server or fix SPANSTREAM_CLICKHOUSE_URL."
+        )
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    def _require(self):
+        if self._client is None:
+            raise StoreUnavailable("the ClickHouse store is not open")
+        return self._client
+
+    # Synchronous calls: for the migration runner and other start-up code.
+    def command_sync(self, sql: str, parameters: dict[str, Any] | None = None) -> Any:
+        with self._lock:
+            return self._require().command(sql, parameters=parameters)
+
+    def query_sync(self, sql: str, parameters: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        with self._lock:
+            result = self._require().query(sql, parameters=parameters)
+        return [dict(zip(result.column_names, row)) for row in result.result_rows]
+
+    def insert_sync(self, table: str, rows: Sequence[Sequence[Any]], column_names: Sequence[str]) -> None:
+        if not rows:
+            return
+        with self._lock:
+            self._require().insert(table, rows, column_names=list(column_names))
+
+    # Asynchronous wrappers: the event loop never blocks on ClickHouse.
+    async def command(self, sql: str, parameters: dict[str, Any] | None = None) -> Any:
+        return await asyncio.to_thread(self.command_sync, sql, parameters)
+
+    async def query(self, sql: str, parameters: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        return await asyncio.to_thread(self.query_sync, sql, parameters)
+
+    async def insert(self, table: str, rows: Sequence[Sequence[Any]], column_names: Sequence[str]) -> None:
+        await asyncio.to_thread(self.insert_sync, table, rows, column_names)

@@ -1,0 +1,54 @@
+"""Kafka administration shared by every entry point: reachability and the topics we own."""
+
+from __future__ import annotations
+
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from spanstream.settings import Settings
+
+DAY_MS = 24 * 60 * 60 * 1000
+
+
+class KafkaUnavailable(RuntimeError):
+    """The broker does not answer; the message says what to do."""
+
+
+def _admin(settings: Settings) -> AdminClient:
+    return AdminClient({"bootstrap.servers": settings.kafka_bootstrap, "socket.timeout.ms": 5000})
+
+
+def check_kafka(settings: Settings, timeout: float = 10.0) -> None:
+    try:
+        _admin(settings).list_topics(timeout=timeout)
+    except KafkaException as error:
+        raise KafkaUnavailable(
+            f"Kafka does not answer at {settings.kafka_bootstrap} ({error}). "
+            "Start it with `spanstream infra up`, or set SPANSTREAM_KAFKA_BOOTSTRAP."
+        ) from error
+
+
+def topic_specs(settings: Settings) -> list[NewTopic]:
+    spans = settings.spans_topic
+    return [
+        # Keyed by session: one partition holds all of a session's spans.
+        NewTopic(spans, settings.spans_partitions, 1, config={"retention.ms": str(7 * DAY_MS)}),
+        NewTopic(f"{spans}.dlq", 1, 1, config={"retention.ms": str(30 * DAY_MS)}),
+    ]
+
+
+def ensure_topics(settings: Settings, timeout: float = 30.0) -> list[str]:
+    """Creates missing topics with their configs; returns the names it created."""
+    check_kafka(settings)
+    admin = _admin(settings)
+    existing = set(admin.list_topics(timeout=timeout).topics)
+    missing = [spec for spec in topic_specs(settings) if spec.topic not in existing]
+    created = []
+    for name, future in (admin.create_topics(missing, operation_timeout=timeout).items() if missing else []):
+        try:
+            future.result()
+            created.append(name)
+        except KafkaException as error:
+            if error.args[0].name() != "TOPIC_ALREADY_EXISTS":  # a concurrent creator won
+                raise
+    return created

@@ -1,0 +1,94 @@
+"""Runs the stream worker and the HTTP API, together or alone, in this process.
+
+Embedded chdb may be opened by one process only, so with the embedded store the worker (which
+writes ClickHouse) and the API (which reads it) share one process and one `ClickHouseStore`.
+With a ClickHouse server they can also run as separate processes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+from collections.abc import Callable
+
+import faust
+import mode
+import uvicorn
+
+from api.app import create_app
+from spanstream.clickhouse import ClickHouseStore
+from spanstream.kafka import ensure_topics
+from spanstream.settings import Settings
+from streams.agents import register_agents
+from streams.app import create_faust_app
+from streams.sink import ClickHouseSpanSink
+
+log = logging.getLogger(__name__)
+
+
+class _ServerWithoutSignals(uvicorn.Server):
+    # The worker owns SIGINT/SIGTERM and stops this server as one of its services.
+    def capture_signals(self):
+        return contextlib.nullcontext()
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as error:
+        sock.close()
+        raise OSError(f"cannot listen on {host}:{port} ({error.strerror}); stop what uses it or set SPANSTREAM_API_PORT") from error
+    return sock
+
+
+class ApiServer(mode.Service):
+    """Serves the FastAPI app inside the worker's event loop."""
+
+    def __init__(self, app, host: str, port: int, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self._socket = bind_socket(host, port)
+        self._server = _ServerWithoutSignals(uvicorn.Config(app, log_level="info", lifespan="on"))
+        self._task: asyncio.Task | None = None
+
+    async def on_start(self) -> None:
+        self._task = asyncio.ensure_future(self._server.serve(sockets=[self._socket]))
+        while not self._server.started:
+            if self._task.done():
+                raise RuntimeError("the API failed to start; see the log above")
+            await asyncio.sleep(0.05)
+
+    async def on_stop(self) -> None:
+        self._server.should_exit = True
+        if self._task is not None:
+            with contextlib.suppress(BaseException):
+                await self._task
+
+
+class StoreCloser(mode.Service):
+    """Closes the ClickHouse store after the agents and the API have stopped."""
+
+    def __init__(self, store: ClickHouseStore, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self._store = store
+
+    async def on_shutdown(self) -> None:
+        self._store.close()
+
+
+def run(settings: Settings, *, worker: bool = True, api: bool = True,
+        extra_services: Callable[[ClickHouseStore], list[mode.Service]] = lambda store: []) -> None:
+    """Blocks until SIGINT/SIGTERM, then stops consuming, lets in-flight batches finish, closes."""
+    ensure_topics(settings)
+    store = ClickHouseStore(settings).open()
+    app = create_faust_app(settings)
+    if worker:
+        register_agents(app, settings, ClickHouseSpanSink(store))
+    services: list[mode.Service] = [StoreCloser(store)]
+    if api:
+        services.append(ApiServer(create_app(settings, store), settings.api_host, settings.api_port))
+    services.extend(extra_services(store))
+    faust.Worker(app, *services, loglevel="info", redirect_stdouts=False).execute_from_commandline()

@@ -1,0 +1,59 @@
+"""Process settings, read once from the environment (prefix SPANSTREAM_) at start-up."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    """Everything a Spanstream process needs to find its dependencies.
+
+    Defaults describe the embedded local setup started by `spanstream infra up`:
+    Kafka and PostgreSQL on loopback, ClickHouse as chdb inside `data_dir`.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="SPANSTREAM_", frozen=True, extra="ignore")
+
+    data_dir: Path = REPO_ROOT / ".data"
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    # 54329 stays clear of a system PostgreSQL on 5432.
+    postgres_dsn: str = "postgresql://postgres@127.0.0.1:54329/spanstream"
+    # Unset: embedded chdb under data_dir. Set (http://host:8123): a ClickHouse server.
+    clickhouse_url: str | None = None
+    clickhouse_database: str = "spanstream"
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(default=8000, ge=1, le=65535)
+    spans_topic: str = "spans"
+    spans_partitions: int = Field(default=6, ge=1)
+    # Sink batching: whichever comes first flushes a batch to ClickHouse.
+    sink_batch_size: int = Field(default=5000, ge=1)
+    sink_batch_seconds: float = Field(default=0.5, gt=0)
+    worker_id: str = "spanstream-worker"
+
+    @field_validator("clickhouse_url")
+    @classmethod
+    def _known_scheme(cls, value: str | None) -> str | None:
+        if value in (None, ""):
+            return None
+        if not value.startswith(("http://", "https://", "chdb://")):
+            raise ValueError("SPANSTREAM_CLICKHOUSE_URL must start with http://, https:// or chdb://")
+        return value
+
+    @property
+    def clickhouse_dsn(self) -> str:
+        """The clickhouse-connect DSN: the server URL if set, else chdb inside data_dir."""
+        return self.clickhouse_url or f"chdb://{self.data_dir / 'clickhouse'}"
+
+    @property
+    def clickhouse_embedded(self) -> bool:
+        return self.clickhouse_dsn.startswith("chdb://")
+
+
+def load_settings(**overrides) -> Settings:
+    """Parse settings once at the entry point; a bad value fails here with a clear message."""
+    return Settings(**overrides)

@@ -1,0 +1,82 @@
+"""The ClickHouse sink for spans: buffers rows, writes them in one insert, retries until durable."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Callable
+
+from schemas.span import Span
+from spanstream.clickhouse import ClickHouseStore
+
+log = logging.getLogger(__name__)
+
+SPAN_COLUMNS = (
+    "project_id", "session_id", "trace_id", "span_id", "parent_span_id", "span_type", "name",
+    "agent_name", "target_agent_name", "server_name", "tool_name", "model_id", "status", "error",
+    "started_at", "ended_at", "latency_ms", "input_tokens", "output_tokens", "cache_read_tokens",
+    "cache_creation_tokens", "thinking_tokens", "finish_reason", "input_args", "output_result",
+    "llm_input", "llm_output", "attributes", "schema_version",
+)
+
+
+def span_row(span: Span) -> list:
+    """One spans-table row; absent optional values become ClickHouse's empty defaults."""
+    return [
+        span.project_id, span.session_id, span.trace_id, span.span_id, span.parent_span_id or "",
+        span.span_type, span.name, span.agent_name or "", span.target_agent_name or "",
+        span.server_name or "", span.tool_name or "", span.model_id or "", span.status,
+        span.error or "", span.started_at, span.ended_at or span.started_at, span.latency_ms or 0.0,
+        span.input_tokens, span.output_tokens, span.cache_read_tokens, span.cache_creation_tokens,
+        span.thinking_tokens, span.finish_reason or "", span.input_args or "",
+        span.output_result or "", span.llm_input or "", span.llm_output or "",
+        json.dumps(span.attributes, separators=(",", ":"), default=str), span.schema_version,
+    ]
+
+
+class ClickHouseSpanSink:
+    """`add` buffers, `flush` writes. Flush returns only once the batch is durable: while
+    ClickHouse is unavailable it retries with capped back-off, and because the agent awaits
+    it, consumption pauses instead of dropping spans or crashing."""
+
+    def __init__(
+        self,
+        store: ClickHouseStore,
+        table: str = "spans",
+        max_backoff: float = 10.0,
+        sleep: Callable[[float], asyncio.Future] = asyncio.sleep,
+    ) -> None:
+        self._store = store
+        self._table = table
+        self._max_backoff = max_backoff
+        self._sleep = sleep
+        self._rows: list[list] = []
+        self.written = 0
+        self.retries = 0
+
+    def add(self, span: Span) -> None:
+        self._rows.append(span_row(span))
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    async def flush(self) -> int:
+        if not self._rows:
+            return 0
+        rows = self._rows
+        try:
+            delay = 0.1
+            while True:
+                try:
+                    await self._store.insert(self._table, rows, SPAN_COLUMNS)
+                    break
+                except Exception as error:  # noqa: BLE001 - any driver failure is retried
+                    self.retries += 1
+                    log.warning("ClickHouse insert of %d spans failed (%s); retrying in %.1fs", len(rows), error, delay)
+                    await self._sleep(delay)
+                    delay = min(delay * 2, self._max_backoff)
+        finally:
+            self._rows = []
+        self.written += len(rows)
+        return len(rows)
