@@ -26,13 +26,35 @@ as_owner() {
   if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
 }
 
+# As root the cluster belongs to the postgres user, who must be able to reach it. A checkout
+# under a private directory (mode 700) is out of its reach: the cluster then lives in /var/tmp,
+# and .data/postgres is a link to it, so every path below stays the same.
 prepare_dirs() {
-  mkdir -p "$HOME_DIR" "$SOCKET_DIR"
-  if [ "$(id -u)" = 0 ]; then
-    chown postgres:postgres "$HOME_DIR" "$SOCKET_DIR"
-    as_owner test -x "$HOME_DIR" || die "the postgres user cannot reach $HOME_DIR; \
-make its parent directories searchable by others (chmod o+x on each) or set SPANSTREAM_DATA_DIR"
+  mkdir -p "$DATA_DIR"
+  if [ "$(id -u)" = 0 ] && [ ! -L "$HOME_DIR" ]; then
+    mkdir -p "$HOME_DIR"
+    chown postgres:postgres "$HOME_DIR"
+    if ! as_owner test -x "$HOME_DIR"; then
+      local outside
+      outside=/var/tmp/spanstream-postgres-$(echo "$DATA_DIR" | cksum | cut -d' ' -f1)
+      say "the postgres user cannot reach $HOME_DIR; keeping the cluster in $outside"
+      rmdir "$HOME_DIR"
+      mkdir -p "$outside"
+      chown postgres:postgres "$outside"
+      ln -s "$outside" "$HOME_DIR"
+    fi
   fi
+  resolve_paths
+  mkdir -p "$SOCKET_DIR"
+  [ "$(id -u)" = 0 ] && chown postgres:postgres "$SOCKET_DIR"
+  return 0
+}
+
+# The server is given real paths: it cannot walk through a link that starts in a private directory.
+resolve_paths() {
+  [ -L "$HOME_DIR" ] && HOME_DIR=$(readlink -f "$HOME_DIR")
+  PGDATA=$HOME_DIR/pgdata
+  SOCKET_DIR=$HOME_DIR/run
 }
 
 running() { [ -f "$PGDATA/postmaster.pid" ] && as_owner "$BIN/pg_ctl" -D "$PGDATA" status >/dev/null 2>&1; }
@@ -64,6 +86,7 @@ up() {
 
 down() {
   BIN=$(pg_bin)
+  resolve_paths
   if running; then
     say "stopping postgres"
     as_owner "$BIN/pg_ctl" -D "$PGDATA" -m fast -w stop >/dev/null
@@ -74,6 +97,7 @@ down() {
 
 status() {
   BIN=$(pg_bin)
+  resolve_paths
   if running; then echo "postgres: running on 127.0.0.1:$PORT"; else echo "postgres: stopped"; return 3; fi
 }
 

@@ -8,7 +8,11 @@ allows a single process per data directory, and a single open engine per process
 from __future__ import annotations
 
 import asyncio
+import fcntl
+import os
+import re
 import threading
+from pathlib import Path
 from collections.abc import Sequence
 from typing import Any
 
@@ -40,6 +44,7 @@ class ClickHouseStore:
         database = self._settings.clickhouse_database
         if self.embedded:
             self._settings.data_dir.mkdir(parents=True, exist_ok=True)
+            self._refuse_if_held_elsewhere(Path(dsn.removeprefix("chdb://")))
         try:
             bootstrap = clickhouse_connect.get_client(dsn=dsn)
             bootstrap.command(f"CREATE DATABASE IF NOT EXISTS `{database}`")
@@ -48,14 +53,33 @@ class ClickHouseStore:
             raise StoreUnavailable(self._explain(error)) from error
         return self
 
+    def _refuse_if_held_elsewhere(self, path: Path) -> None:
+        # chdb reports a held directory only as "Error initializing EmbeddedServer"; the engine
+        # flocks `status` (which names its pid) for as long as it is open, so ask the lock.
+        status = path / "status"
+        try:
+            fd = os.open(status, os.O_RDONLY)
+        except FileNotFoundError:
+            return
+        try:
+            holder = re.search(r"PID:\s*(\d+)", Path(status).read_text(errors="replace"))
+            if holder and int(holder[1]) == os.getpid():
+                return
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+                fcntl.flock(fd, fcntl.LOCK_UN)
+            except BlockingIOError:
+                pid = f" (pid {holder[1]})" if holder else ""
+                raise StoreUnavailable(
+                    f"the embedded ClickHouse store {path} is open in another process{pid}; only one "
+                    "process may open a chdb directory. Stop that process (or talk to it through its "
+                    "API), or run a ClickHouse server and set SPANSTREAM_CLICKHOUSE_URL."
+                ) from None
+        finally:
+            os.close(fd)
+
     def _explain(self, error: Exception) -> str:
         text = str(error)
-        if self.embedded and ("Cannot lock file" in text or "already running" in text):
-            return (
-                f"the embedded ClickHouse store {self._settings.clickhouse_dsn} is open in another "
-                "process (only one process may open a chdb directory). Stop the other Spanstream "
-                "process, or run a ClickHouse server and set SPANSTREAM_CLICKHOUSE_URL."
-            )
         if self.embedded:
             return f"cannot open the embedded ClickHouse store {self._settings.clickhouse_dsn}: {text}"
         return (

@@ -25,6 +25,17 @@ _PG_LOCK_ID = 0x5350414E
 class MigrationError(RuntimeError):
     """A migration file is malformed, was changed after being applied, or failed."""
 
+class PostgresUnavailable(MigrationError):
+    """PostgreSQL does not answer or refuses the connection."""
+
+    def __init__(self, dsn: str, error: Exception) -> None:
+        where = dsn.rsplit("@", 1)[-1]  # never echo a password
+        super().__init__(
+            f"PostgreSQL does not answer at {where} ({error}). "
+            "Start it with `spanstream infra up`, or set SPANSTREAM_POSTGRES_DSN."
+        )
+
+
 @dataclass(frozen=True)
 class Migration:
     version: int
@@ -59,10 +70,17 @@ def split_statements(sql: str) -> list[str]:
     body = "\n".join(line for line in sql.splitlines() if not line.lstrip().startswith("--"))
     return [part.strip() for part in re.split(r";\s*(?:\n|$)", body) if part.strip()]
 
+async def connect_postgres(dsn: str) -> asyncpg.Connection:
+    try:
+        return await asyncpg.connect(dsn, timeout=10)
+    except (OSError, asyncio.TimeoutError, asyncpg.PostgresError) as error:
+        raise PostgresUnavailable(dsn, error) from error
+
+
 async def migrate_postgres(dsn: str, directory: Path = MIGRATIONS_DIR) -> list[str]:
     """Applies pending Postgres migrations, each in its own transaction; returns their names."""
     applied: list[str] = []
-    connection = await asyncpg.connect(dsn)
+    connection = await connect_postgres(dsn)
     try:
         # Serialises concurrent runners (two processes starting at once).
         await connection.execute("SELECT pg_advisory_lock($1)", _PG_LOCK_ID)

@@ -20,6 +20,7 @@ import uvicorn
 from api.app import create_app
 from spanstream.clickhouse import ClickHouseStore
 from spanstream.kafka import ensure_topics
+from spanstream.migrate import migrate_clickhouse, migrate_postgres
 from spanstream.settings import Settings
 from streams.agents import register_agents
 from streams.app import create_faust_app
@@ -81,9 +82,12 @@ class StoreCloser(mode.Service):
 
 def run(settings: Settings, *, worker: bool = True, api: bool = True,
         extra_services: Callable[[ClickHouseStore], list[mode.Service]] = lambda store: []) -> None:
-    """Blocks until SIGINT/SIGTERM, then stops consuming, lets in-flight batches finish, closes."""
+    """Waits for the dependencies and migrates, then serves until SIGINT/SIGTERM; then stops
+    consuming, lets the in-flight batch finish and closes the stores."""
     ensure_topics(settings)
+    asyncio.run(migrate_postgres(settings.postgres_dsn))
     store = ClickHouseStore(settings).open()
+    migrate_clickhouse(store)
     app = create_faust_app(settings)
     if worker:
         register_agents(app, settings, ClickHouseSpanSink(store))

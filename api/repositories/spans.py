@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC
 from typing import Any
 
 from spanstream.clickhouse import ClickHouseStore
@@ -15,10 +16,15 @@ async def recent_spans(
     store: ClickHouseStore, project_id: str, limit: int, session_id: str | None = None
 ) -> list[dict[str, Any]]:
     session_filter = "AND session_id = {session_id:String}" if session_id is not None else ""
-    return await store.query(
+    rows = await store.query(
         f"""SELECT {_SPAN_FIELDS} FROM spans FINAL
             WHERE project_id = {{project_id:String}} {session_filter}
             ORDER BY started_at DESC, span_id
             LIMIT {{limit:UInt32}}""",
         {"project_id": project_id, "session_id": session_id, "limit": limit},
     )
+    for row in rows:
+        # The driver returns naive datetimes for DateTime64(.., 'UTC') columns.
+        row["started_at"] = row["started_at"].replace(tzinfo=UTC)
+        row["ended_at"] = row["ended_at"].replace(tzinfo=UTC)
+    return rows

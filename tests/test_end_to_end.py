@@ -1,0 +1,148 @@
+"""The walking skeleton: spans published to Kafka come back from the API of the project that owns them."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+import httpx
+import pytest
+from confluent_kafka import Producer
+
+from api.repositories.projects import create_api_key, ensure_project
+from schemas.span import Span
+from spanstream.kafka import ensure_topics
+from spanstream.producer import make_producer, publish_spans
+from tests.conftest import free_port
+from tests.test_kafka import consume
+
+
+async def _new_project(dsn: str) -> tuple[str, str]:
+    pool = await asyncpg.create_pool(dsn, min_size=1, max_size=1)
+    try:
+        project = await ensure_project(pool, f"e2e-{uuid.uuid4().hex[:8]}")
+        return str(project.id), await create_api_key(pool, project.id, "test")
+    finally:
+        await pool.close()
+
+
+@pytest.fixture(scope="module")
+def server(settings, tmp_path_factory):
+    """`spanstream serve` in its own process, with its own chdb directory, topic and group."""
+    data_dir = tmp_path_factory.mktemp("serve")
+    port = free_port()
+    env = {
+        **os.environ,
+        "SPANSTREAM_DATA_DIR": str(data_dir),
+        "SPANSTREAM_POSTGRES_DSN": settings.postgres_dsn,
+        "SPANSTREAM_SPANS_TOPIC": f"{settings.spans_topic}-e2e",
+        "SPANSTREAM_WORKER_ID": f"{settings.worker_id}-e2e",
+        "SPANSTREAM_SPANS_PARTITIONS": "3",
+        "SPANSTREAM_API_PORT": str(port),
+        "SPANSTREAM_SINK_BATCH_SECONDS": "0.2",
+    }
+    log_path = data_dir / "serve.log"
+    with open(log_path, "w") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "spanstream.cli", "serve"], env=env, stdout=log, stderr=subprocess.STDOUT
+        )
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"spanstream serve exited {process.returncode}:\n{log_path.read_text()[-3000:]}")
+        try:
+            if httpx.get(f"{base}/api/readiness", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    else:
+        process.kill()
+        pytest.fail(f"spanstream serve never became ready:\n{log_path.read_text()[-3000:]}")
+    yield {"base": base, "topic": env["SPANSTREAM_SPANS_TOPIC"], "log": log_path, "process": process}
+    process.send_signal(signal.SIGINT)
+    try:
+        process.wait(30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        pytest.fail("spanstream serve did not stop within 30 s of SIGINT")
+    assert process.returncode == 0, log_path.read_text()[-3000:]
+
+
+def _wait_for_spans(base: str, key: str, expected: int, session_id: str, timeout: float = 30.0) -> list[dict]:
+    deadline = time.monotonic() + timeout
+    items: list[dict] = []
+    while time.monotonic() < deadline:
+        response = httpx.get(f"{base}/api/spans", params={"session_id": session_id}, headers={"X-API-Key": key})
+        assert response.status_code == 200, response.text
+        items = response.json()["items"]
+        if len(items) >= expected:
+            return items
+        time.sleep(0.2)
+    return items
+
+
+def test_a_published_span_is_returned_by_the_api_of_its_project(settings, server):
+    project_id, key = asyncio.run(_new_project(settings.postgres_dsn))
+    _, other_key = asyncio.run(_new_project(settings.postgres_dsn))
+    started = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=5)
+    session = f"session-{uuid.uuid4().hex[:8]}"
+    spans = [
+        Span(project_id=project_id, session_id=session, span_id=f"{session}-{i}", span_type="llm",
+             model_id="gpt-4o", input_tokens=100 * i, output_tokens=10, started_at=started + timedelta(seconds=i),
+             ended_at=started + timedelta(seconds=i, milliseconds=250))
+        for i in range(3)
+    ]
+    # A plain confluent-kafka producer, as any producer would publish.
+    publish_spans(make_producer(settings), server["topic"], spans)
+
+    items = _wait_for_spans(server["base"], key, 3, session)
+    assert [item["span_id"] for item in items] == [f"{session}-2", f"{session}-1", f"{session}-0"]
+    newest = items[0]
+    assert newest["input_tokens"] == 200 and newest["model_id"] == "gpt-4o"
+    assert newest["latency_ms"] == 250
+    assert datetime.fromisoformat(newest["started_at"]) == started + timedelta(seconds=2)
+
+    # The same session asked for with another project's key shows nothing.
+    other = httpx.get(f"{server['base']}/api/spans", params={"session_id": session}, headers={"Authorization": f"Bearer {other_key}"})
+    assert other.status_code == 200 and other.json()["items"] == []
+
+
+def test_a_span_delivered_twice_is_listed_once(settings, server):
+    project_id, key = asyncio.run(_new_project(settings.postgres_dsn))
+    session = f"dup-{uuid.uuid4().hex[:8]}"
+    span = Span(project_id=project_id, session_id=session, span_id="only", started_at=datetime.now(UTC))
+    publish_spans(make_producer(settings), server["topic"], [span, span])
+    marker = Span(project_id=project_id, session_id=session, span_id="marker", started_at=datetime.now(UTC))
+    publish_spans(make_producer(settings), server["topic"], [marker])
+    items = _wait_for_spans(server["base"], key, 2, session)
+    time.sleep(1)  # give a wrongly duplicated row the chance to show up
+    items = _wait_for_spans(server["base"], key, 2, session)
+    assert sorted(item["span_id"] for item in items) == ["marker", "only"]
+
+
+def test_an_unreadable_message_goes_to_the_dead_letter_topic(settings, server):
+    producer = Producer({"bootstrap.servers": settings.kafka_bootstrap})
+    producer.produce(server["topic"], key=b"bad-session", value=b'{"span_id": "no-project"}')
+    producer.produce(server["topic"], key=b"bad-session", value=b"\xff not json")
+    assert producer.flush(10) == 0
+    dead = consume(settings, f"{server['topic']}.dlq", 2)
+    assert [m.value() for m in dead] == [b'{"span_id": "no-project"}', b"\xff not json"]
+    headers = [dict(m.headers()) for m in dead]
+    assert "project_id" in headers[0]["error"].decode()
+    assert headers[0]["source_topic"].decode() == server["topic"]
+    assert int(headers[1]["source_offset"]) == int(headers[0]["source_offset"]) + 1
+
+
+def test_requests_without_a_valid_key_are_refused(server):
+    assert httpx.get(f"{server['base']}/api/spans").status_code == 401
+    wrong = httpx.get(f"{server['base']}/api/spans", headers={"X-API-Key": "ss_000000000000_nope"})
+    assert wrong.status_code == 401 and "invalid" in wrong.json()["detail"]

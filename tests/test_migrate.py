@@ -1,0 +1,58 @@
+"""Migrations: applied once, a second run changes nothing, an edited one is refused."""
+
+import asyncio
+import shutil
+
+import asyncpg
+import pytest
+
+from spanstream.migrate import MIGRATIONS_DIR, MigrationError, migrate_clickhouse, migrate_postgres
+
+
+async def _catalog(dsn: str) -> list[tuple]:
+    connection = await asyncpg.connect(dsn)
+    try:
+        rows = await connection.fetch(
+            """SELECT table_name, column_name, data_type FROM information_schema.columns
+               WHERE table_schema = 'public' ORDER BY table_name, column_name"""
+        )
+        migrations = await connection.fetch("SELECT version, checksum, applied_at FROM schema_migrations ORDER BY version")
+    finally:
+        await connection.close()
+    return [tuple(r) for r in rows] + [tuple(r) for r in migrations]
+
+
+def test_postgres_migrations_twice_change_nothing(postgres_dsn):
+    # The session fixture already applied them once.
+    before = asyncio.run(_catalog(postgres_dsn))
+    assert {row[0] for row in before if isinstance(row[0], str)} >= {"projects", "api_keys", "schema_migrations"}
+    assert asyncio.run(migrate_postgres(postgres_dsn)) == []
+    assert asyncio.run(_catalog(postgres_dsn)) == before
+
+
+def test_clickhouse_migrations_twice_change_nothing(store):
+    def snapshot():
+        return (
+            store.query_sync("SELECT name, create_table_query FROM system.tables WHERE database = currentDatabase() ORDER BY name"),
+            store.query_sync("SELECT version, checksum, applied_at FROM schema_migrations FINAL ORDER BY version"),
+        )
+
+    before = snapshot()
+    assert "spans" in {t["name"] for t in before[0]}
+    assert migrate_clickhouse(store) == []
+    assert snapshot() == before
+
+
+def test_an_applied_migration_that_was_edited_is_refused(store, tmp_path):
+    shutil.copytree(MIGRATIONS_DIR, tmp_path / "migrations")
+    edited = tmp_path / "migrations" / "clickhouse" / "0001_spans.sql"
+    edited.write_text(edited.read_text() + "\n-- edited\n")
+    with pytest.raises(MigrationError, match="0001_spans was edited after it was applied"):
+        migrate_clickhouse(store, tmp_path / "migrations")
+
+
+def test_a_badly_named_migration_is_refused(store, tmp_path):
+    (tmp_path / "clickhouse").mkdir()
+    (tmp_path / "clickhouse" / "spans.sql").write_text("SELECT 1")
+    with pytest.raises(MigrationError, match="NNNN_name.sql"):
+        migrate_clickhouse(store, tmp_path)
