@@ -55,7 +55,7 @@ PROPS
 
 # Runs in a subshell or background job so that `exec` leaves java with the job's pid.
 java_run() {
-  exec java -Xms256m -Xmx1g -XX:+UseG1GC -Dkafka.logs.dir="$HOME_DIR" \
+  exec ${JAVA:-java} -Xms256m -Xmx1g -XX:+UseG1GC -Dkafka.logs.dir="$HOME_DIR" \
     -Dlog4j2.configurationFile="$ROOT/infra/kafka/log4j2.properties" \
     -cp "$(cat "$CLASSPATH_FILE")" "$@"
 }
@@ -72,7 +72,8 @@ up() {
       --standalone) >"$HOME_DIR/format.log" 2>&1 || die "formatting Kafka storage failed; see $HOME_DIR/format.log"
   fi
   say "starting kafka on 127.0.0.1:$PORT"
-  java_run kafka.Kafka "$HOME_DIR/server.properties" </dev/null >"$HOME_DIR/stdout.log" 2>&1 &
+  # Its own session: a Ctrl-C meant for `spanstream dev` must not stop the broker under it.
+  JAVA="setsid java" java_run kafka.Kafka "$HOME_DIR/server.properties" </dev/null >"$HOME_DIR/stdout.log" 2>&1 &
   echo $! >"$PIDFILE"
   # A cold JVM on two cores needs 5-15 s; the broker is ready when it logs that it started.
   for _ in $(seq 1 120); do
