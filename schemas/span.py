@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
 
 SCHEMA_VERSION = 1
 ERROR_CAP = 8 * 1024
 PAYLOAD_CAP = 128 * 1024
+PAYLOAD_FIELDS = ("input_args", "output_result", "llm_input", "llm_output")
+TOKEN_FIELDS = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_creation_tokens", "thinking_tokens")
 
 
 class SpanType(StrEnum):
@@ -23,6 +26,11 @@ class SpanType(StrEnum):
     llm_intent = "llm_intent"
     user_message = "user_message"
     topology = "topology"
+    retriever = "retriever"
+    embedding = "embedding"
+    reranker = "reranker"
+    guardrail = "guardrail"
+    evaluator = "evaluator"
     other = "other"
 
 
@@ -44,7 +52,7 @@ class Span(BaseModel):
     """The canonical span. Fields a producer sends that are not listed here are kept in
     `attributes`, never dropped."""
 
-    model_config = ConfigDict(extra="allow", use_enum_values=True)
+    model_config = ConfigDict(extra="allow", use_enum_values=True, validate_default=True)
 
     schema_version: int = SCHEMA_VERSION
     project_id: str = Field(min_length=1, max_length=64)
@@ -84,6 +92,8 @@ class Span(BaseModel):
     lineage_provenance: str | None = None
     lineage_status: str | None = None
     attributes: dict[str, Any] = Field(default_factory=dict)
+    # Names of the fields cut to their cap (payloads 128 KiB, error 8 KiB); set by validation.
+    truncated_fields: list[str] = Field(default_factory=list)
 
     @field_validator("started_at", "ended_at")
     @classmethod
@@ -96,6 +106,16 @@ class Span(BaseModel):
     @classmethod
     def _payload_text(cls, value: Any) -> str | None:
         return _as_text(value)
+
+    @field_validator("trace_id", "session_id", mode="before")
+    @classmethod
+    def _absent_id(cls, value: Any) -> Any:
+        return "" if value is None else value
+
+    @field_validator(*TOKEN_FIELDS, mode="before")
+    @classmethod
+    def _absent_count(cls, value: Any) -> Any:
+        return 0 if value is None else value
 
     @field_validator("schema_version")
     @classmethod
@@ -115,16 +135,77 @@ class Span(BaseModel):
             raise ValueError("ended_at is before started_at")
         if self.latency_ms is None and self.ended_at is not None:
             self.latency_ms = (self.ended_at - self.started_at).total_seconds() * 1000
+        truncated = set(self.truncated_fields)
         if self.error is not None and len(self.error) > ERROR_CAP:
             self.error = self.error[:ERROR_CAP]
+            truncated.add("error")
+        for name in PAYLOAD_FIELDS:
+            value = getattr(self, name)
+            if value is not None and len(value) > PAYLOAD_CAP:
+                setattr(self, name, value[:PAYLOAD_CAP])
+                truncated.add(name)
+        self.truncated_fields = sorted(truncated)
         return self
 
 
 def encode_span(span: Span) -> bytes:
-    """The bytes of a span on the `spans` topic."""
+    """The bytes of a one-span message on the `spans` topic."""
     return span.model_dump_json(exclude_none=True).encode()
+
+
+_SPAN_LIST = TypeAdapter(list[Span])
+
+
+def encode_spans(spans: list[Span]) -> bytes:
+    """The bytes of a batch message: a JSON array of spans, all of one session."""
+    return _SPAN_LIST.dump_json(spans, exclude_none=True)
 
 
 def decode_span(data: bytes | str) -> Span:
     """Parses and validates one span; raises pydantic.ValidationError with the reason."""
     return Span.model_validate_json(data)
+
+
+@dataclass(frozen=True)
+class Unreadable:
+    """A message, or one item of a batch message, that is not a valid span."""
+
+    index: int | None  # position in a batch message; None when the whole message is unreadable
+    raw: bytes
+    reason: str
+
+
+def validation_reason(error: Exception) -> str:
+    """One line a producer can act on: which field, and what is wrong with it."""
+    if isinstance(error, ValidationError):
+        return "; ".join(
+            f"{'.'.join(map(str, e['loc'])) or 'span'}: {e['msg']}" for e in error.errors(include_url=False)
+        )
+    return f"{type(error).__name__}: {error}"
+
+
+def decode_message(data: bytes) -> tuple[list[Span], list[Unreadable]]:
+    """Decodes a `spans` message, one span (a JSON object) or a batch (a JSON array). A bad
+    item of a batch does not take the good ones down with it."""
+    stripped = data.lstrip()
+    if not stripped.startswith(b"["):
+        try:
+            return [decode_span(data)], []
+        except (ValidationError, ValueError) as error:
+            return [], [Unreadable(None, data, validation_reason(error))]
+    try:
+        return _SPAN_LIST.validate_json(data), []
+    except ValidationError:
+        pass  # find out which items are bad
+    try:
+        items = json.loads(data)
+    except ValueError as error:
+        return [], [Unreadable(None, data, validation_reason(error))]
+    spans: list[Span] = []
+    bad: list[Unreadable] = []
+    for index, item in enumerate(items):
+        try:
+            spans.append(Span.model_validate(item))
+        except (ValidationError, ValueError) as error:
+            bad.append(Unreadable(index, json.dumps(item, default=str).encode(), validation_reason(error)))
+    return spans, bad

@@ -5,20 +5,13 @@ from __future__ import annotations
 import logging
 
 import faust
-from pydantic import ValidationError
 
-from schemas.span import decode_span
+from schemas.span import Unreadable, decode_message
 from spanstream.settings import Settings
 from streams.sink import ClickHouseSpanSink
 from streams.topics import spans_dead_letter_topic, spans_topic
 
 log = logging.getLogger(__name__)
-
-
-def _reason(error: Exception) -> str:
-    if isinstance(error, ValidationError):
-        return "; ".join(f"{'.'.join(map(str, e['loc'])) or 'span'}: {e['msg']}" for e in error.errors())
-    return f"{type(error).__name__}: {error}"
 
 
 def register_agents(app: faust.App, settings: Settings, sink: ClickHouseSpanSink) -> None:
@@ -31,22 +24,24 @@ def register_agents(app: faust.App, settings: Settings, sink: ClickHouseSpanSink
         # durable: a crash before that redelivers the batch, and the replacing table dedups it.
         async for events in stream.take_events(settings.sink_batch_size, within=settings.sink_batch_seconds):
             for event in events:
-                try:
-                    sink.add(decode_span(event.value))
-                except (ValidationError, ValueError) as error:
-                    message = event.message
-                    # force: publish now and wait for the broker, not when the batch is acked.
-                    delivery = await dead_letters.send(
-                        force=True,
-                        key=message.key,
-                        value=message.value,
-                        headers={
-                            "error": _reason(error).encode()[:4096],
-                            "source_topic": message.topic.encode(),
-                            "source_partition": str(message.partition).encode(),
-                            "source_offset": str(message.offset).encode(),
-                        },
-                    )
-                    await delivery
-                    log.warning("dead-lettered %s[%d]@%d: %s", message.topic, message.partition, message.offset, _reason(error))
+                spans, unreadable = decode_message(event.value)
+                for span in spans:
+                    sink.add(span)
+                for item in unreadable:
+                    await _dead_letter(dead_letters, event.message, item)
             await sink.flush()
+
+
+async def _dead_letter(topic: faust.TopicT, message, item: Unreadable) -> None:
+    headers = {
+        "error": item.reason.encode()[:4096],
+        "source_topic": message.topic.encode(),
+        "source_partition": str(message.partition).encode(),
+        "source_offset": str(message.offset).encode(),
+    }
+    if item.index is not None:
+        headers["source_index"] = str(item.index).encode()
+    # force: publish now and wait for the broker's ack, before the batch's offsets are committed.
+    delivery = await topic.send(force=True, key=message.key, value=item.raw, headers=headers)
+    await delivery
+    log.warning("dead-lettered %s[%d]@%d: %s", message.topic, message.partition, message.offset, item.reason)

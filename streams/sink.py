@@ -17,7 +17,7 @@ SPAN_COLUMNS = (
     "agent_name", "target_agent_name", "server_name", "tool_name", "model_id", "status", "error",
     "started_at", "ended_at", "latency_ms", "input_tokens", "output_tokens", "cache_read_tokens",
     "cache_creation_tokens", "thinking_tokens", "finish_reason", "input_args", "output_result",
-    "llm_input", "llm_output", "attributes", "schema_version",
+    "llm_input", "llm_output", "attributes", "schema_version", "truncated_fields",
 )
 
 
@@ -32,6 +32,7 @@ def span_row(span: Span) -> list:
         span.thinking_tokens, span.finish_reason or "", span.input_args or "",
         span.output_result or "", span.llm_input or "", span.llm_output or "",
         json.dumps(span.attributes, separators=(",", ":"), default=str), span.schema_version,
+        span.truncated_fields,
     ]
 
 
