@@ -1,4 +1,4 @@
-"""Builds the FastAPI app; its lifespan opens the Postgres pool and closes it in reverse order."""
+"""Builds the FastAPI app; its lifespan opens what requests need and closes it in reverse order."""
 
 from __future__ import annotations
 
@@ -8,13 +8,17 @@ from contextlib import AsyncExitStack, asynccontextmanager
 import asyncpg
 from fastapi import FastAPI
 
-from api.routers import health, spans
+from api.deps import KeyCache
+from api.publisher import SpanPublisher
+from api.ratelimit import SpanRateLimiter
+from api.routers import health, ingest, spans
 from spanstream.clickhouse import ClickHouseStore
 from spanstream.settings import Settings
 
 
-def create_app(settings: Settings, store: ClickHouseStore) -> FastAPI:
-    """`store` is opened by the caller: in embedded mode the worker in the same process shares it."""
+def create_app(settings: Settings, store: ClickHouseStore | None) -> FastAPI:
+    """`store` is opened by the caller (in embedded mode the worker in the same process shares
+    it); None makes an ingestion-only API whose query endpoints answer 503."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -22,10 +26,17 @@ def create_app(settings: Settings, store: ClickHouseStore) -> FastAPI:
             app.state.pool = await stack.enter_async_context(
                 asyncpg.create_pool(settings.postgres_dsn, min_size=1, max_size=10)
             )
-            app.state.store = store
+            publisher = SpanPublisher(settings).start()
+            stack.callback(publisher.close)
+            app.state.publisher = publisher
             yield
 
     app = FastAPI(title="Spanstream", version="0.1.0", lifespan=lifespan)
+    app.state.settings = settings
+    app.state.store = store
+    app.state.keys = KeyCache()
+    app.state.limiter = SpanRateLimiter(settings.ingest_rate_limit_spans_per_second)
     app.include_router(health.router)
+    app.include_router(ingest.router)
     app.include_router(spans.router)
     return app

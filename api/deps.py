@@ -1,14 +1,56 @@
-"""FastAPI dependencies: the stores opened at start-up and the caller's project."""
+"""FastAPI dependencies: what the lifespan opened, and who is calling."""
 
 from __future__ import annotations
 
+import time
+from dataclasses import dataclass
 from typing import Annotated
 
 import asyncpg
 from fastapi import Depends, Header, HTTPException, Request, status
 
+from api.keys import key_prefix
+from api.publisher import SpanPublisher
+from api.ratelimit import SpanRateLimiter
 from api.repositories.projects import Project, project_for_key
 from spanstream.clickhouse import ClickHouseStore
+from spanstream.settings import Settings
+
+# A revoked key stops working within this many seconds on every API process.
+KEY_CACHE_SECONDS = 30.0
+
+
+@dataclass(frozen=True)
+class Caller:
+    project: Project
+    key_prefix: str
+
+
+class KeyCache:
+    """Remembers resolved keys briefly so that a busy producer costs no Postgres round trip
+    per request. Only successes are cached; a wrong key is checked every time."""
+
+    def __init__(self, ttl: float = KEY_CACHE_SECONDS) -> None:
+        self._ttl = ttl
+        self._entries: dict[str, tuple[Project, float]] = {}
+
+    async def project(self, pool: asyncpg.Pool, key: str) -> Project | None:
+        now = time.monotonic()
+        entry = self._entries.get(key)
+        if entry is not None and entry[1] > now:
+            return entry[0]
+        project = await project_for_key(pool, key)
+        if project is None:
+            self._entries.pop(key, None)
+        else:
+            if len(self._entries) > 10_000:
+                self._entries.clear()
+            self._entries[key] = (project, now + self._ttl)
+        return project
+
+
+def _settings(request: Request) -> Settings:
+    return request.app.state.settings
 
 
 def _pool(request: Request) -> asyncpg.Pool:
@@ -16,11 +58,28 @@ def _pool(request: Request) -> asyncpg.Pool:
 
 
 def _store(request: Request) -> ClickHouseStore:
-    return request.app.state.store
+    store = request.app.state.store
+    if store is None:
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE,
+            "this API process serves ingestion only (no analytics store); query another instance",
+        )
+    return store
 
 
+def _publisher(request: Request) -> SpanPublisher:
+    return request.app.state.publisher
+
+
+def _limiter(request: Request) -> SpanRateLimiter:
+    return request.app.state.limiter
+
+
+AppSettings = Annotated[Settings, Depends(_settings)]
 Pool = Annotated[asyncpg.Pool, Depends(_pool)]
 Store = Annotated[ClickHouseStore, Depends(_store)]
+Publisher = Annotated[SpanPublisher, Depends(_publisher)]
+Limiter = Annotated[SpanRateLimiter, Depends(_limiter)]
 
 
 def presented_key(x_api_key: str | None, authorization: str | None) -> str | None:
@@ -31,11 +90,12 @@ def presented_key(x_api_key: str | None, authorization: str | None) -> str | Non
     return None
 
 
-async def _project(
+async def _caller(
+    request: Request,
     pool: Pool,
     x_api_key: Annotated[str | None, Header()] = None,
     authorization: Annotated[str | None, Header()] = None,
-) -> Project:
+) -> Caller:
     key = presented_key(x_api_key, authorization)
     if key is None:
         raise HTTPException(
@@ -43,12 +103,17 @@ async def _project(
             "missing API key: send it in X-API-Key or Authorization: Bearer",
             headers={"WWW-Authenticate": "Bearer"},
         )
-    project = await project_for_key(pool, key)
+    project = await request.app.state.keys.project(pool, key)
     if project is None:
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED, "invalid or revoked API key", headers={"WWW-Authenticate": "Bearer"}
         )
-    return project
+    return Caller(project, key_prefix(key) or "")
 
 
+async def _project(caller: Annotated[Caller, Depends(_caller)]) -> Project:
+    return caller.project
+
+
+CurrentCaller = Annotated[Caller, Depends(_caller)]
 CurrentProject = Annotated[Project, Depends(_project)]

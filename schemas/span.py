@@ -154,6 +154,30 @@ def encode_span(span: Span) -> bytes:
 
 
 _SPAN_LIST = TypeAdapter(list[Span])
+# Batch messages stay well under the topic's message size limit; one big span may go alone.
+BATCH_MESSAGE_BYTES = 512 * 1024
+
+
+def session_messages(spans: list[Span], max_bytes: int = BATCH_MESSAGE_BYTES) -> list[tuple[bytes, bytes]]:
+    """(key, value) messages for the `spans` topic: spans grouped by session, keyed by
+    session_id, one JSON array per message. Fewer, larger messages are what make Python
+    stream processing fast; one partition per session is what makes per-session state right."""
+    by_session: dict[str, list[bytes]] = {}
+    for span in spans:
+        by_session.setdefault(span.session_id, []).append(encode_span(span))
+    messages = []
+    for session, encoded in by_session.items():
+        key = session.encode()
+        chunk: list[bytes] = []
+        size = 0
+        for item in encoded:
+            if chunk and size + len(item) > max_bytes:
+                messages.append((key, b"[" + b",".join(chunk) + b"]"))
+                chunk, size = [], 0
+            chunk.append(item)
+            size += len(item) + 1
+        messages.append((key, b"[" + b",".join(chunk) + b"]"))
+    return messages
 
 
 def encode_spans(spans: list[Span]) -> bytes:

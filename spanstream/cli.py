@@ -20,6 +20,7 @@ def _parser() -> argparse.ArgumentParser:
     commands.add_parser("worker", help="run the stream worker (needs a ClickHouse server)")
     commands.add_parser("api", help="run the HTTP API (needs a ClickHouse server)")
     commands.add_parser("serve", help="run worker and API in one process (the embedded store's way)")
+    commands.add_parser("ingest", help="run the API for ingestion only (no analytics store)")
     commands.add_parser("dev", help="infra, migrations, worker, API and demo spans on the embedded defaults")
     key = commands.add_parser("create-key", help="create a project (if needed) and print a new API key for it")
     key.add_argument("project", help="project slug, e.g. default")
@@ -63,6 +64,10 @@ def main(argv: list[str] | None = None) -> None:
             from spanstream.dev import dev
 
             dev(settings)
+        elif args.command == "ingest":
+            from spanstream.serve import run_ingest
+
+            run_ingest(settings)
         elif args.command == "create-key":
             from spanstream.dev import create_key
 

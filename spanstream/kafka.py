@@ -8,6 +8,8 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from spanstream.settings import Settings
 
 DAY_MS = 24 * 60 * 60 * 1000
+# Four payloads of 128 Ki characters, up to 4 bytes each, plus the rest of a span.
+MAX_MESSAGE_BYTES = 8 * 1024 * 1024
 
 
 class KafkaUnavailable(RuntimeError):
@@ -30,10 +32,16 @@ def check_kafka(settings: Settings, timeout: float = 10.0) -> None:
 
 def topic_specs(settings: Settings) -> list[NewTopic]:
     spans = settings.spans_topic
+    retention_ms = int(settings.spans_retention_hours * 60 * 60 * 1000)
     return [
-        # Keyed by session: one partition holds all of a session's spans.
-        NewTopic(spans, settings.spans_partitions, 1, config={"retention.ms": str(7 * DAY_MS)}),
-        NewTopic(f"{spans}.dlq", 1, 1, config={"retention.ms": str(30 * DAY_MS)}),
+        # Keyed by session: one partition holds all of a session's spans. Batch messages and
+        # spans with capped payloads can pass Kafka's 1 MB default, hence the larger limit.
+        NewTopic(spans, settings.spans_partitions, 1, config={
+            "retention.ms": str(retention_ms), "compression.type": "lz4", "max.message.bytes": str(MAX_MESSAGE_BYTES),
+        }),
+        NewTopic(f"{spans}.dlq", 1, 1, config={
+            "retention.ms": str(30 * DAY_MS), "compression.type": "lz4", "max.message.bytes": str(MAX_MESSAGE_BYTES),
+        }),
     ]
 
 

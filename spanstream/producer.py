@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from confluent_kafka import KafkaError, Producer
 
 from schemas.span import Span, encode_span
+from spanstream.kafka import MAX_MESSAGE_BYTES
 from spanstream.settings import Settings
 
 
@@ -22,6 +23,7 @@ def make_producer(settings: Settings, **overrides) -> Producer:
         "acks": "all",
         "compression.type": "lz4",
         "linger.ms": 5,
+        "message.max.bytes": MAX_MESSAGE_BYTES,
     }
     config.update(overrides)
     return Producer(config)

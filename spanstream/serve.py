@@ -49,10 +49,10 @@ def bind_socket(host: str, port: int) -> socket.socket:
 class ApiServer(mode.Service):
     """Serves the FastAPI app inside the worker's event loop."""
 
-    def __init__(self, app, host: str, port: int, **kwargs) -> None:
+    def __init__(self, app, host: str, port: int, access_log: bool = False, **kwargs) -> None:
         super().__init__(**kwargs)
         self._socket = bind_socket(host, port)
-        self._server = _ServerWithoutSignals(uvicorn.Config(app, log_level="info", lifespan="on"))
+        self._server = _ServerWithoutSignals(uvicorn.Config(app, log_level="info", lifespan="on", access_log=access_log))
         self._task: asyncio.Task | None = None
 
     async def on_start(self) -> None:
@@ -93,6 +93,19 @@ def run(settings: Settings, *, worker: bool = True, api: bool = True,
         register_agents(app, settings, ClickHouseSpanSink(store))
     services: list[mode.Service] = [StoreCloser(store)]
     if api:
-        services.append(ApiServer(create_app(settings, store), settings.api_host, settings.api_port))
+        services.append(ApiServer(create_app(settings, store), settings.api_host, settings.api_port, settings.api_access_log))
     services.extend(extra_services(store))
     faust.Worker(app, *services, loglevel="info", redirect_stdouts=False).execute_from_commandline()
+
+
+def run_ingest(settings: Settings) -> None:
+    """The API without the analytics store: ingestion scales apart from queries and never waits
+    on ClickHouse. Runs on uvloop with httptools, since request overhead dominates ingestion."""
+    ensure_topics(settings)
+    asyncio.run(migrate_postgres(settings.postgres_dsn))
+    sock = bind_socket(settings.api_host, settings.api_port)
+    config = uvicorn.Config(
+        create_app(settings, None), loop="uvloop", http="httptools", log_level="info",
+        access_log=settings.api_access_log,
+    )
+    uvicorn.Server(config).run(sockets=[sock])

@@ -30,6 +30,15 @@ class Settings(BaseSettings):
     api_port: int = Field(default=8000, ge=1, le=65535)
     spans_topic: str = "spans"
     spans_partitions: int = Field(default=6, ge=1)
+    # Replay rebuilds views from what the topic retains, so retention bounds what can be rebuilt.
+    spans_retention_hours: float = Field(default=7 * 24, gt=0)
+    # HTTP ingestion: bodies larger than this (after gzip) are answered 413.
+    ingest_max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
+    # Per API key and API process; 0 turns the limit off. The burst is two seconds' worth.
+    ingest_rate_limit_spans_per_second: float = Field(default=100_000, ge=0)
+    # How long a request waits for the broker's ack before answering 503.
+    ingest_ack_timeout_seconds: float = Field(default=10, gt=0)
+    api_access_log: bool = False
     # Sink batching: whichever comes first flushes a batch to ClickHouse.
     sink_batch_size: int = Field(default=5000, ge=1)
     sink_batch_seconds: float = Field(default=0.5, gt=0)

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from api.deps import Pool, Store
+from api.deps import Pool
 
 router = APIRouter(prefix="/api", tags=["health"])
 
@@ -16,17 +16,19 @@ async def liveness() -> dict[str, str]:
 
 
 @router.get("/readiness")
-async def readiness(pool: Pool, store: Store) -> JSONResponse:
+async def readiness(request: Request, pool: Pool) -> JSONResponse:
     checks: dict[str, str] = {}
     try:
         await pool.fetchval("SELECT 1")
         checks["postgres"] = "ok"
     except Exception as error:  # noqa: BLE001 - any failure means not ready
         checks["postgres"] = f"error: {error}"
-    try:
-        await store.query("SELECT 1")
-        checks["clickhouse"] = "ok"
-    except Exception as error:  # noqa: BLE001
-        checks["clickhouse"] = f"error: {error}"
+    store = request.app.state.store
+    if store is not None:  # an ingestion-only process has no analytics store to check
+        try:
+            await store.query("SELECT 1")
+            checks["clickhouse"] = "ok"
+        except Exception as error:  # noqa: BLE001
+            checks["clickhouse"] = f"error: {error}"
     ready = all(v == "ok" for v in checks.values())
     return JSONResponse({"ready": ready, "checks": checks}, status_code=200 if ready else 503)
