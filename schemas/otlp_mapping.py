@@ -8,6 +8,7 @@ from typing import Any
 
 from schemas.span import Span, SpanStatus, SpanType
 
+STATUS_CODE_UNSET = 0
 STATUS_CODE_ERROR = 2
 SPAN_KINDS = {0: "unspecified", 1: "internal", 2: "server", 3: "client", 4: "producer", 5: "consumer"}
 
@@ -86,8 +87,8 @@ def span_from_otlp(otlp: OtlpSpan, project_id: str, inherited: dict[str, Any]) -
     if not otlp.start_ns:
         raise ValueError("started_at: the span has no start_time_unix_nano")
     attributes = otlp.attributes
-    span_type = _OPERATION_TYPES.get(attributes.get("gen_ai.operation.name")) or _OPENINFERENCE_TYPES.get(
-        attributes.get("openinference.span.kind")
+    span_type = _lookup(_OPERATION_TYPES, attributes.get("gen_ai.operation.name")) or _lookup(
+        _OPENINFERENCE_TYPES, attributes.get("openinference.span.kind")
     )
     tool_name = _take_text(attributes, "gen_ai.tool.name", "tool.name")
     if span_type is None:
@@ -111,18 +112,18 @@ def span_from_otlp(otlp: OtlpSpan, project_id: str, inherited: dict[str, Any]) -
     if span_type is SpanType.llm:
         # Flattened message lists (OpenLLMetry's gen_ai.prompt.0.role, OpenInference's
         # llm.input_messages.0.message.role) only when nothing gave the messages whole.
-        fields["llm_input"] = (
-            fields["llm_input"]
-            or _take_messages(attributes, "gen_ai.prompt.")
-            or _take_payload(attributes, "input.value")
-            or _take_messages(attributes, "llm.input_messages.")
-        )
-        fields["llm_output"] = (
-            fields["llm_output"]
-            or _take_messages(attributes, "gen_ai.completion.")
-            or _take_payload(attributes, "output.value")
-            or _take_messages(attributes, "llm.output_messages.")
-        )
+        if fields["llm_input"] is None:
+            fields["llm_input"] = _take_messages(attributes, "gen_ai.prompt.")
+        if fields["llm_input"] is None:
+            fields["llm_input"] = _take_payload(attributes, "input.value")
+        if fields["llm_input"] is None:
+            fields["llm_input"] = _take_messages(attributes, "llm.input_messages.")
+        if fields["llm_output"] is None:
+            fields["llm_output"] = _take_messages(attributes, "gen_ai.completion.")
+        if fields["llm_output"] is None:
+            fields["llm_output"] = _take_payload(attributes, "output.value")
+        if fields["llm_output"] is None:
+            fields["llm_output"] = _take_messages(attributes, "llm.output_messages.")
 
     return Span(
         project_id=project_id,
@@ -152,9 +153,10 @@ def span_from_otlp(otlp: OtlpSpan, project_id: str, inherited: dict[str, Any]) -
 
 def _outcome(otlp: OtlpSpan, attributes: dict[str, Any]) -> tuple[SpanStatus, str | None]:
     # error.type is set by semconv instrumentations only when the operation failed, so it
-    # marks a failure even when the status was left unset. It stays in attributes.
+    # marks a failure when the status was left unset (an explicit OK wins). It stays in attributes.
     error_type = attributes.get("error.type")
-    if otlp.status_code != STATUS_CODE_ERROR and not error_type:
+    failed = otlp.status_code == STATUS_CODE_ERROR or (otlp.status_code == STATUS_CODE_UNSET and bool(error_type))
+    if not failed:
         return SpanStatus.success, None
     # The last exception event is the one that ended the span.
     exception = otlp.exceptions[-1] if otlp.exceptions else {}
@@ -168,6 +170,10 @@ def _outcome(otlp: OtlpSpan, attributes: dict[str, Any]) -> tuple[SpanStatus, st
         error = exception_message or exception_type or (error_type if isinstance(error_type, str) else None)
     timed_out = "timeout" in str(error_type or "").lower() or "timeout" in str(exception_type or "").lower()
     return (SpanStatus.timeout if timed_out else SpanStatus.error), (str(error) if error else None)
+
+
+def _lookup(types: dict[str, SpanType], value: Any) -> SpanType | None:
+    return types.get(value) if isinstance(value, str) else None
 
 
 def _take_text(attributes: dict[str, Any], *keys: str) -> str | None:
@@ -193,8 +199,11 @@ def _take_count(attributes: dict[str, Any], keys: tuple[str, ...]) -> int | None
             count = value
         elif isinstance(value, float) and value.is_integer():
             count = int(value)
-        elif isinstance(value, str) and value.strip().lstrip("-").isdecimal():
-            count = int(value)
+        elif isinstance(value, str):
+            try:
+                count = int(value)
+            except ValueError:
+                continue
         else:
             continue
         del attributes[key]

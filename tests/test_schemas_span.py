@@ -60,3 +60,9 @@ def test_invalid_spans_say_why(fields, reason):
 def test_missing_project_is_rejected():
     with pytest.raises(ValidationError, match="project_id"):
         decode_span('{"span_id": "s", "started_at": "2026-01-01T00:00:00Z"}')
+
+
+def test_the_published_json_schema_is_current():
+    from schemas.export import SCHEMA_FILE, render
+
+    assert SCHEMA_FILE.read_text() == render(), "run `python -m schemas.export` and commit the result"
