@@ -146,3 +146,19 @@ def test_requests_without_a_valid_key_are_refused(server):
     assert httpx.get(f"{server['base']}/api/spans").status_code == 401
     wrong = httpx.get(f"{server['base']}/api/spans", headers={"X-API-Key": "ss_000000000000_nope"})
     assert wrong.status_code == 401 and "invalid" in wrong.json()["detail"]
+
+
+def test_spans_posted_over_http_are_queryable(settings, server):
+    project_id, key = asyncio.run(_new_project(settings.postgres_dsn))
+    session = f"http-{uuid.uuid4().hex[:8]}"
+    now = datetime.now(UTC).replace(microsecond=0)
+    posted = [
+        {"span_id": f"{session}-{i}", "session_id": session, "span_type": "tool_call", "server_name": "docs-mcp",
+         "tool_name": "search", "started_at": (now + timedelta(seconds=i)).isoformat(), "status": "success"}
+        for i in range(5)
+    ]
+    response = httpx.post(f"{server['base']}/api/traces/spans", json=posted, headers={"X-API-Key": key})
+    assert response.status_code == 207 and response.json()["accepted"] == 5
+    items = _wait_for_spans(server["base"], key, 5, session)
+    assert sorted(item["span_id"] for item in items) == sorted(span["span_id"] for span in posted)
+    assert {item["server_name"] for item in items} == {"docs-mcp"}
