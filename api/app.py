@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from api.deps import KeyCache
 from api.publisher import SpanPublisher
 from api.ratelimit import SpanRateLimiter
-from api.routers import health, ingest, spans
+from api.routers import health, ingest, otlp, spans
 from spanstream.clickhouse import ClickHouseStore
 from spanstream.settings import Settings
 
@@ -38,5 +38,6 @@ def create_app(settings: Settings, store: ClickHouseStore | None) -> FastAPI:
     app.state.limiter = SpanRateLimiter(settings.ingest_rate_limit_spans_per_second)
     app.include_router(health.router)
     app.include_router(ingest.router)
+    app.include_router(otlp.router)
     app.include_router(spans.router)
     return app

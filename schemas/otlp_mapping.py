@@ -60,6 +60,8 @@ _TOKEN_KEYS = {
     ),
 }
 
+_FLATTENED_MESSAGE_PREFIXES = ("gen_ai.prompt.", "gen_ai.completion.", "llm.input_messages.", "llm.output_messages.")
+
 
 @dataclass(slots=True)
 class OtlpSpan:
@@ -109,39 +111,41 @@ def span_from_otlp(otlp: OtlpSpan, project_id: str, inherited: dict[str, Any]) -
         fields["output_result"] = _take_payload(attributes, "gen_ai.tool.call.result")
     fields["llm_input"] = _take_payload(attributes, "gen_ai.input.messages", "gen_ai.prompt")
     fields["llm_output"] = _take_payload(attributes, "gen_ai.output.messages", "gen_ai.completion")
-    if span_type is SpanType.llm:
+    if span_type is SpanType.llm and (fields["llm_input"] is None or fields["llm_output"] is None):
         # Flattened message lists (OpenLLMetry's gen_ai.prompt.0.role, OpenInference's
         # llm.input_messages.0.message.role) only when nothing gave the messages whole.
+        flattened = [key for key in attributes if key.startswith(_FLATTENED_MESSAGE_PREFIXES)]
         if fields["llm_input"] is None:
-            fields["llm_input"] = _take_messages(attributes, "gen_ai.prompt.")
+            fields["llm_input"] = _take_messages(attributes, flattened, "gen_ai.prompt.")
         if fields["llm_input"] is None:
             fields["llm_input"] = _take_payload(attributes, "input.value")
         if fields["llm_input"] is None:
-            fields["llm_input"] = _take_messages(attributes, "llm.input_messages.")
+            fields["llm_input"] = _take_messages(attributes, flattened, "llm.input_messages.")
         if fields["llm_output"] is None:
-            fields["llm_output"] = _take_messages(attributes, "gen_ai.completion.")
+            fields["llm_output"] = _take_messages(attributes, flattened, "gen_ai.completion.")
         if fields["llm_output"] is None:
             fields["llm_output"] = _take_payload(attributes, "output.value")
         if fields["llm_output"] is None:
-            fields["llm_output"] = _take_messages(attributes, "llm.output_messages.")
+            fields["llm_output"] = _take_messages(attributes, flattened, "llm.output_messages.")
 
+    # Taken before `attributes` is copied below, so that what they consume is not kept twice.
+    fields["session_id"] = _take_text(attributes, "session.id", "gen_ai.conversation.id", "langsight.session_id")
+    fields["agent_name"] = _take_text(attributes, "gen_ai.agent.name", "agent.name")
+    fields["model_id"] = _take_text(attributes, "gen_ai.response.model", "gen_ai.request.model", "llm.model_name")
+    fields["finish_reason"] = _take_finish_reason(attributes)
     return Span(
         project_id=project_id,
         span_id=otlp.span_id,
         trace_id=otlp.trace_id,
         parent_span_id=otlp.parent_span_id or None,
-        session_id=_take_text(attributes, "session.id", "gen_ai.conversation.id", "langsight.session_id"),
         span_type=span_type,
         name=otlp.name,
         server_name=server_name,
         tool_name=tool_name,
-        agent_name=_take_text(attributes, "gen_ai.agent.name", "agent.name"),
         started_at=_EPOCH + timedelta(microseconds=otlp.start_ns // 1000),
         ended_at=_EPOCH + timedelta(microseconds=otlp.end_ns // 1000) if otlp.end_ns else None,
         status=status,
         error=error,
-        model_id=_take_text(attributes, "gen_ai.response.model", "gen_ai.request.model", "llm.model_name"),
-        finish_reason=_take_finish_reason(attributes),
         **fields,
         attributes={
             **inherited,
@@ -220,10 +224,12 @@ def _take_payload(attributes: dict[str, Any], *keys: str) -> Any:
     return None
 
 
-def _take_messages(attributes: dict[str, Any], prefix: str) -> list[dict[str, Any]] | None:
+def _take_messages(attributes: dict[str, Any], flattened: list[str], prefix: str) -> list[dict[str, Any]] | None:
     """`prefix.<index>.<field>` attributes as a list of messages, one dict of fields each."""
     messages: dict[int, dict[str, Any]] = {}
-    for key in [key for key in attributes if key.startswith(prefix)]:
+    for key in flattened:
+        if not key.startswith(prefix) or key not in attributes:
+            continue
         index, _, field = key[len(prefix) :].partition(".")
         if index.isdecimal() and field:
             messages.setdefault(int(index), {})[field.removeprefix("message.")] = attributes.pop(key)
