@@ -1,10 +1,14 @@
-"""Reads a request body within the size limit, gunzipping it if the client compressed it."""
+"""Reads a request body within the size limit, inflating it if the client compressed it."""
 
 from __future__ import annotations
 
 import zlib
 
 from fastapi import HTTPException, Request, status
+
+
+# gzip framing, or zlib framing (what HTTP calls deflate), each with automatic header detection.
+_WINDOW_BITS = {"gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -23,14 +27,16 @@ async def read_body(request: Request, limit: int) -> bytes:
     encoding = request.headers.get("content-encoding", "identity").lower().strip()
     if encoding in ("", "identity"):
         return body
-    if encoding != "gzip":
-        raise HTTPException(status.HTTP_415_UNSUPPORTED_MEDIA_TYPE, f"unsupported Content-Encoding {encoding!r}; use gzip or none")
+    if encoding not in _WINDOW_BITS:
+        raise HTTPException(
+            status.HTTP_415_UNSUPPORTED_MEDIA_TYPE, f"unsupported Content-Encoding {encoding!r}; use gzip, deflate or none"
+        )
     # Bounded inflate: a small gzip bomb must not expand past the limit in memory.
-    inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+    inflater = zlib.decompressobj(wbits=_WINDOW_BITS[encoding])
     try:
         decoded = inflater.decompress(body, limit + 1)
     except zlib.error as error:
-        raise HTTPException(status.HTTP_400_BAD_REQUEST, f"the gzip body is corrupt: {error}") from error
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, f"the {encoding} body is corrupt: {error}") from error
     if len(decoded) > limit or inflater.unconsumed_tail:
         raise _too_large(limit)
     return decoded

@@ -108,4 +108,7 @@ def run_ingest(settings: Settings) -> None:
         create_app(settings, None), loop="uvloop", http="httptools", log_level="info",
         access_log=settings.api_access_log,
     )
-    uvicorn.Server(config).run(sockets=[sock])
+    try:
+        uvicorn.Server(config).run(sockets=[sock])
+    except KeyboardInterrupt:
+        pass  # uvicorn re-raises the Ctrl-C it already handled by shutting down gracefully

@@ -17,7 +17,7 @@ from api.app import create_app
 from api.repositories.projects import create_api_key, ensure_project
 from schemas.span import PAYLOAD_CAP
 from spanstream.kafka import ensure_topics
-from tests.kafka_helpers import read_spans
+from tests.kafka_helpers import read_all_spans, read_spans
 
 pytestmark = pytest.mark.anyio
 NOW = datetime.now(UTC).replace(microsecond=0)
@@ -164,7 +164,7 @@ async def test_over_the_rate_limit_is_answered_429_with_retry_after(settings, pr
     async with client_for(settings, ingest_rate_limit_spans_per_second=10) as client:
         first = await client.post("/api/traces/spans", json=[langsight_span() for _ in range(15)], headers={"X-API-Key": key})
         second = await client.post("/api/traces/spans", json=[langsight_span() for _ in range(15)], headers={"X-API-Key": key})
-        spans = read_spans(settings.kafka_bootstrap, client.settings.spans_topic, 30, timeout=3)
+        spans = read_all_spans(settings.kafka_bootstrap, client.settings.spans_topic)
     assert first.status_code == 207
     assert second.status_code == 429 and int(second.headers["Retry-After"]) >= 1
     assert len(spans) == 15  # the refused request left nothing behind
@@ -183,6 +183,6 @@ async def test_without_a_valid_key_nothing_is_ingested(settings):
     async with client_for(settings) as client:
         missing = await client.post("/api/traces/spans", json=[langsight_span()])
         wrong = await client.post("/api/traces/spans", json=[langsight_span()], headers={"X-API-Key": "ss_123456789012_x"})
-        spans = read_spans(settings.kafka_bootstrap, client.settings.spans_topic, 1, timeout=2)
+        spans = read_all_spans(settings.kafka_bootstrap, client.settings.spans_topic)
     assert missing.status_code == 401 and wrong.status_code == 401
     assert spans == []

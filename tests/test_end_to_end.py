@@ -3,10 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import subprocess
-import sys
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -21,6 +17,7 @@ from schemas.span import Span
 from spanstream.kafka import ensure_topics
 from spanstream.producer import make_producer, publish_spans
 from tests.conftest import free_port
+from tests.processes import start_spanstream
 from tests.test_kafka import consume
 
 
@@ -38,43 +35,18 @@ def server(settings, tmp_path_factory):
     """`spanstream serve` in its own process, with its own chdb directory, topic and group."""
     data_dir = tmp_path_factory.mktemp("serve")
     port = free_port()
-    env = {
-        **os.environ,
+    topic = f"{settings.spans_topic}-e2e"
+    running = start_spanstream("serve", {
         "SPANSTREAM_DATA_DIR": str(data_dir),
         "SPANSTREAM_POSTGRES_DSN": settings.postgres_dsn,
-        "SPANSTREAM_SPANS_TOPIC": f"{settings.spans_topic}-e2e",
+        "SPANSTREAM_SPANS_TOPIC": topic,
         "SPANSTREAM_WORKER_ID": f"{settings.worker_id}-e2e",
         "SPANSTREAM_SPANS_PARTITIONS": "3",
         "SPANSTREAM_API_PORT": str(port),
         "SPANSTREAM_SINK_BATCH_SECONDS": "0.2",
-    }
-    log_path = data_dir / "serve.log"
-    with open(log_path, "w") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "spanstream.cli", "serve"], env=env, stdout=log, stderr=subprocess.STDOUT
-        )
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"spanstream serve exited {process.returncode}:\n{log_path.read_text()[-3000:]}")
-        try:
-            if httpx.get(f"{base}/api/readiness", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.3)
-    else:
-        process.kill()
-        pytest.fail(f"spanstream serve never became ready:\n{log_path.read_text()[-3000:]}")
-    yield {"base": base, "topic": env["SPANSTREAM_SPANS_TOPIC"], "log": log_path, "process": process}
-    process.send_signal(signal.SIGINT)
-    try:
-        process.wait(30)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        pytest.fail("spanstream serve did not stop within 30 s of SIGINT")
-    assert process.returncode == 0, log_path.read_text()[-3000:]
+    }, port, data_dir / "serve.log")
+    yield {"base": running.base, "topic": topic}
+    assert running.stop() == 0, running.log.read_text()[-3000:]
 
 
 def _wait_for_spans(base: str, key: str, expected: int, session_id: str, timeout: float = 30.0) -> list[dict]:
