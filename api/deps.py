@@ -1,4 +1,8 @@
-"""FastAPI dependencies: what the lifespan opened, and who is calling."""
+"""FastAPI dependencies: what the lifespan opened, and who is calling.
+
+All are `async def`: FastAPI runs a plain `def` dependency in its thread pool, a thread hop
+per dependency per request on the ingestion hot path.
+"""
 
 from __future__ import annotations
 
@@ -49,15 +53,15 @@ class KeyCache:
         return project
 
 
-def _settings(request: Request) -> Settings:
+async def _settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
-def _pool(request: Request) -> asyncpg.Pool:
+async def _pool(request: Request) -> asyncpg.Pool:
     return request.app.state.pool
 
 
-def _store(request: Request) -> ClickHouseStore:
+async def _store(request: Request) -> ClickHouseStore:
     store = request.app.state.store
     if store is None:
         raise HTTPException(
@@ -67,11 +71,11 @@ def _store(request: Request) -> ClickHouseStore:
     return store
 
 
-def _publisher(request: Request) -> SpanPublisher:
+async def _publisher(request: Request) -> SpanPublisher:
     return request.app.state.publisher
 
 
-def _limiter(request: Request) -> SpanRateLimiter:
+async def _limiter(request: Request) -> SpanRateLimiter:
     return request.app.state.limiter
 
 

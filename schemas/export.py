@@ -16,6 +16,8 @@ def span_json_schema() -> dict[str, Any]:
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["$id"] = f"https://spanstream.dev/schemas/span-v{SCHEMA_VERSION}.schema.json"
     schema["title"] = f"Spanstream Span v{SCHEMA_VERSION}"
+    # Optional only for HTTP ingestion, where the API key supplies it; required on the topic.
+    schema["required"] = sorted({*schema.get("required", []), "project_id"})
     return schema
 
 

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, ValidationInfo, field_validator, model_validator
 
 SCHEMA_VERSION = 1
 ERROR_CAP = 8 * 1024
@@ -55,7 +55,9 @@ class Span(BaseModel):
     model_config = ConfigDict(extra="allow", use_enum_values=True, validate_default=True)
 
     schema_version: int = SCHEMA_VERSION
-    project_id: str = Field(min_length=1, max_length=64)
+    # Required on the topic. Over HTTP the API key decides it: ingestion passes the key's project
+    # as validation context, which overrides whatever the producer wrote.
+    project_id: str = Field(default="", max_length=64)
     span_id: str = Field(min_length=1, max_length=128)
     trace_id: str = Field(default="", max_length=128)
     # Per-session state is keyed by it; a span without one is its trace's session.
@@ -107,7 +109,17 @@ class Span(BaseModel):
     def _payload_text(cls, value: Any) -> str | None:
         return _as_text(value)
 
-    @field_validator("trace_id", "session_id", mode="before")
+    @field_validator("project_id")
+    @classmethod
+    def _owner(cls, value: str, info: ValidationInfo) -> str:
+        owner = (info.context or {}).get("project_id")
+        if owner:
+            return owner
+        if not value:
+            raise ValueError("Field required: every span names the project it belongs to")
+        return value
+
+    @field_validator("project_id", "trace_id", "session_id", mode="before")
     @classmethod
     def _absent_id(cls, value: Any) -> Any:
         return "" if value is None else value
@@ -162,22 +174,24 @@ def session_messages(spans: list[Span], max_bytes: int = BATCH_MESSAGE_BYTES) ->
     """(key, value) messages for the `spans` topic: spans grouped by session, keyed by
     session_id, one JSON array per message. Fewer, larger messages are what make Python
     stream processing fast; one partition per session is what makes per-session state right."""
-    by_session: dict[str, list[bytes]] = {}
+    by_session: dict[str, list[Span]] = {}
     for span in spans:
-        by_session.setdefault(span.session_id, []).append(encode_span(span))
-    messages = []
-    for session, encoded in by_session.items():
-        key = session.encode()
-        chunk: list[bytes] = []
-        size = 0
-        for item in encoded:
-            if chunk and size + len(item) > max_bytes:
-                messages.append((key, b"[" + b",".join(chunk) + b"]"))
-                chunk, size = [], 0
-            chunk.append(item)
-            size += len(item) + 1
-        messages.append((key, b"[" + b",".join(chunk) + b"]"))
+        by_session.setdefault(span.session_id, []).append(span)
+    messages: list[tuple[bytes, bytes]] = []
+    for session, group in by_session.items():
+        _append_batches(messages, session.encode(), group, max_bytes)
     return messages
+
+
+def _append_batches(messages: list[tuple[bytes, bytes]], key: bytes, group: list[Span], max_bytes: int) -> None:
+    # Encode the whole group in one call (the common case fits); halve it while it does not.
+    value = encode_spans(group)
+    if len(value) <= max_bytes or len(group) == 1:
+        messages.append((key, value))
+        return
+    middle = len(group) // 2
+    _append_batches(messages, key, group[:middle], max_bytes)
+    _append_batches(messages, key, group[middle:], max_bytes)
 
 
 def encode_spans(spans: list[Span]) -> bytes:

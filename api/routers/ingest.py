@@ -58,14 +58,9 @@ async def ingest_spans(
     with the reason. The answer comes after Kafka has acknowledged every accepted span."""
     body = await read_body(request, settings.ingest_max_body_bytes)
     try:
-        items = json.loads(body)
+        accepted, results = validate_spans(body, str(caller.project.id))
     except ValueError as error:
-        raise HTTPException(status.HTTP_400_BAD_REQUEST, f"the body is not valid JSON: {error}") from error
-    if isinstance(items, dict) and isinstance(items.get("spans"), list):
-        items = items["spans"]
-    if not isinstance(items, list):
-        raise HTTPException(status.HTTP_400_BAD_REQUEST, "the body must be a JSON array of span objects")
-    accepted, results = validate_spans(items, str(caller.project.id))
-    await admit_and_publish(caller, limiter, publisher, len(items), accepted)
-    content = {"accepted": len(accepted), "rejected": len(items) - len(accepted), "results": results}
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, str(error)) from error
+    await admit_and_publish(caller, limiter, publisher, len(results), accepted)
+    content = {"accepted": len(accepted), "rejected": len(results) - len(accepted), "results": results}
     return Response(json.dumps(content, separators=(",", ":")), status.HTTP_207_MULTI_STATUS, media_type="application/json")
