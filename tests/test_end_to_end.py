@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -134,3 +135,25 @@ def test_spans_posted_over_http_are_queryable(settings, server):
     items = _wait_for_spans(server["base"], key, 5, session)
     assert sorted(item["span_id"] for item in items) == sorted(span["span_id"] for span in posted)
     assert {item["server_name"] for item in items} == {"docs-mcp"}
+
+
+def test_a_bad_item_of_a_batch_is_dead_lettered_alone(settings, server):
+    project_id, key = asyncio.run(_new_project(settings.postgres_dsn))
+    session = f"batch-{uuid.uuid4().hex[:8]}"
+    now = datetime.now(UTC).isoformat()
+    batch = [
+        {"project_id": project_id, "span_id": "good-1", "session_id": session, "started_at": now},
+        {"project_id": project_id, "span_id": "bad", "session_id": session, "started_at": now, "input_tokens": -5},
+        {"project_id": project_id, "span_id": "good-2", "session_id": session, "started_at": now},
+    ]
+    producer = Producer({"bootstrap.servers": settings.kafka_bootstrap})
+    producer.produce(server["topic"], key=session.encode(), value=json.dumps(batch).encode())
+    assert producer.flush(10) == 0
+
+    items = _wait_for_spans(server["base"], key, 2, session)
+    assert sorted(item["span_id"] for item in items) == ["good-1", "good-2"]
+    dead = [m for m in consume(settings, f"{server['topic']}.dlq", 3) if m.key() == session.encode()]
+    assert len(dead) == 1
+    assert json.loads(dead[0].value())["span_id"] == "bad"
+    headers = dict(dead[0].headers())
+    assert headers["source_index"] == b"1" and b"input_tokens" in headers["error"]
