@@ -107,7 +107,14 @@ async def _caller(
             "missing API key: send it in X-API-Key or Authorization: Bearer",
             headers={"WWW-Authenticate": "Bearer"},
         )
-    project = await request.app.state.keys.project(pool, key)
+    try:
+        project = await request.app.state.keys.project(pool, key)
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+        # The key cannot be checked; the caller should retry, not treat it as a server bug.
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE, "API keys cannot be checked right now; retry later",
+            headers={"Retry-After": "5"},
+        ) from error
     if project is None:
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED, "invalid or revoked API key", headers={"WWW-Authenticate": "Bearer"}

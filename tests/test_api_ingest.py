@@ -43,7 +43,7 @@ async def client_for(settings, **overrides):
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://spanstream") as client:
-            client.settings = settings
+            client.settings, client.app = settings, app
             yield client
 
 
@@ -186,3 +186,11 @@ async def test_without_a_valid_key_nothing_is_ingested(settings):
         spans = read_all_spans(settings.kafka_bootstrap, client.settings.spans_topic)
     assert missing.status_code == 401 and wrong.status_code == 401
     assert spans == []
+
+
+async def test_when_keys_cannot_be_checked_ingestion_answers_503(settings, project):
+    _, key = project
+    async with client_for(settings) as client:
+        await client.app.state.pool.close()  # PostgreSQL gone for this process
+        response = await client.post("/api/traces/spans", json=[langsight_span()], headers={"X-API-Key": key})
+    assert response.status_code == 503 and response.headers["Retry-After"] == "5"
