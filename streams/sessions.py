@@ -1,0 +1,189 @@
+"""Folding spans into sessions: pure, independent of arrival order, idempotent per span id.
+
+Every aggregate is a sum, a count, a set, a min or a max, so a child before its parent, a late
+span or a reshuffled partition gives the same session as in-order delivery. The one ordered
+question (was a tool called N times *in a row*?) is answered from the tool calls sorted by
+start time when the health tag is computed, never from the order they arrived in. A span id
+seen before is ignored: a redelivered or retried span is counted once (the first copy wins).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from schemas.span import TOKEN_FIELDS, Span
+
+_US = 1_000_000
+_HOUR_US = 3600 * _US
+FAILED = ("error", "timeout")
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_ONE_US = timedelta(microseconds=1)
+
+
+def to_us(moment: datetime) -> int:
+    """Microseconds since the epoch, exactly (no float on the way)."""
+    return (moment - _EPOCH) // _ONE_US
+
+
+def from_us(us: int) -> datetime:
+    return _EPOCH + us * _ONE_US
+
+
+@dataclass(frozen=True, order=True)
+class ToolCall:
+    started_us: int
+    span_id: str
+    tool: str  # "server/tool"
+    args_hash: str
+    failed: bool
+
+
+@dataclass
+class SessionState:
+    project_id: str
+    session_id: str
+    span_ids: set[str] = field(default_factory=set)
+    first_us: int | None = None
+    last_us: int | None = None
+    spans: int = 0
+    llm_calls: int = 0
+    tool_calls: int = 0
+    failed_calls: int = 0
+    errors: int = 0
+    timeouts: int = 0
+    prevented: int = 0
+    schema_drift: bool = False
+    root_ended: bool = False
+    agents: set[str] = field(default_factory=set)
+    servers: set[str] = field(default_factory=set)
+    models: set[str] = field(default_factory=set)
+    tokens: list[int] = field(default_factory=lambda: [0] * len(TOKEN_FIELDS))
+    cost_nano_usd: int = 0
+    unpriced_calls: int = 0
+    # agent -> [all tokens, nano-USD], for per-agent budgets
+    agent_usage: dict[str, list[int]] = field(default_factory=dict)
+    # (hour start µs, model, agent, server) -> [calls, *tokens, nano-USD]
+    costs: dict[tuple[int, str, str, str], list[int]] = field(default_factory=dict)
+    tool_history: list[ToolCall] = field(default_factory=list)
+    version: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        # input includes cache reads and writes; output includes thinking (schemas/README.md)
+        return self.tokens[0] + self.tokens[1]
+
+
+def _args_hash(span: Span) -> str:
+    return hashlib.blake2b((span.input_args or "").encode(), digest_size=8).hexdigest()
+
+
+def fold(state: SessionState, span: Span, cost_nano_usd: int = 0, priced: bool = True) -> bool:
+    """Adds `span` (priced by the caller) to `state`; returns whether anything changed."""
+    if span.span_id in state.span_ids:
+        return False
+    state.span_ids.add(span.span_id)
+    started = to_us(span.started_at)
+    ended = to_us(span.ended_at) if span.ended_at is not None else started
+    state.first_us = started if state.first_us is None else min(state.first_us, started)
+    state.last_us = ended if state.last_us is None else max(state.last_us, ended)
+    state.spans += 1
+    failed = span.status in FAILED
+    if span.span_type == "llm":
+        state.llm_calls += 1
+    elif span.span_type == "tool_call":
+        state.tool_calls += 1
+        state.failed_calls += failed
+        tool = f"{span.server_name or ''}/{span.tool_name or span.name}"
+        state.tool_history.append(ToolCall(started, span.span_id, tool, _args_hash(span), failed))
+    state.errors += span.status == "error"
+    state.timeouts += span.status == "timeout"
+    state.prevented += span.status == "prevented"
+    state.schema_drift |= bool(span.attributes.get("schema_drift"))
+    if span.parent_span_id is None and span.span_type == "agent" and span.ended_at is not None:
+        state.root_ended = True
+    for name, target in ((span.agent_name, state.agents), (span.server_name, state.servers), (span.model_id, state.models)):
+        if name:
+            target.add(name)
+    counts = [getattr(span, name) for name in TOKEN_FIELDS]
+    for index, count in enumerate(counts):
+        state.tokens[index] += count
+    state.cost_nano_usd += cost_nano_usd
+    state.unpriced_calls += not priced
+    if span.agent_name:
+        usage = state.agent_usage.setdefault(span.agent_name, [0, 0])
+        usage[0] += counts[0] + counts[1]
+        usage[1] += cost_nano_usd
+    key = (started - started % _HOUR_US, span.model_id or "", span.agent_name or "", span.server_name or "")
+    cell = state.costs.setdefault(key, [0] * (len(TOKEN_FIELDS) + 2))
+    cell[0] += 1
+    for index, count in enumerate(counts, start=1):
+        cell[index] += count
+    cell[-1] += cost_nano_usd
+    state.version += 1
+    return True
+
+
+def session_record(state: SessionState, health_tag: str) -> dict[str, Any]:
+    """The JSON-ready `sessions` topic record (schemas.session.SessionRecord)."""
+    first, last = state.first_us or 0, state.last_us or 0
+    return {
+        "project_id": state.project_id,
+        "session_id": state.session_id,
+        "version": state.version,
+        "first_at": from_us(first).isoformat(),
+        "last_at": from_us(last).isoformat(),
+        "duration_ms": (last - first) / 1000,
+        "spans": state.spans,
+        "llm_calls": state.llm_calls,
+        "tool_calls": state.tool_calls,
+        "failed_calls": state.failed_calls,
+        "errors": state.errors,
+        "agents": sorted(state.agents),
+        "servers": sorted(state.servers),
+        "models": sorted(state.models),
+        **dict(zip(TOKEN_FIELDS, state.tokens)),
+        "cost_nano_usd": state.cost_nano_usd,
+        "unpriced_calls": state.unpriced_calls,
+        "health_tag": health_tag,
+        "status": "closed" if state.root_ended else "open",
+        "costs": [
+            {
+                "hour": from_us(hour).isoformat(), "model_id": model, "agent_name": agent, "server_name": server,
+                "calls": cell[0], **dict(zip(TOKEN_FIELDS, cell[1:-1])), "cost_nano_usd": cell[-1],
+            }
+            for (hour, model, agent, server), cell in sorted(state.costs.items())
+        ],
+    }
+
+
+def dump_state(state: SessionState) -> dict[str, Any]:
+    """A JSON-ready form of the state, for the changelog-backed table."""
+    return {
+        "p": state.project_id, "s": state.session_id, "ids": sorted(state.span_ids),
+        "f": state.first_us, "l": state.last_us,
+        "n": [state.spans, state.llm_calls, state.tool_calls, state.failed_calls, state.errors,
+              state.timeouts, state.prevented, int(state.schema_drift), int(state.root_ended),
+              state.cost_nano_usd, state.unpriced_calls, state.version],
+        "a": sorted(state.agents), "sv": sorted(state.servers), "m": sorted(state.models),
+        "t": state.tokens, "au": state.agent_usage,
+        "c": [[*key, *cell] for key, cell in state.costs.items()],
+        "th": [[c.started_us, c.span_id, c.tool, c.args_hash, int(c.failed)] for c in state.tool_history],
+    }
+
+
+def load_state(data: dict[str, Any]) -> SessionState:
+    (spans, llm, tools, failed, errors, timeouts, prevented, drift, ended, cost, unpriced, version) = data["n"]
+    return SessionState(
+        project_id=data["p"], session_id=data["s"], span_ids=set(data["ids"]), first_us=data["f"],
+        last_us=data["l"], spans=spans, llm_calls=llm, tool_calls=tools, failed_calls=failed, errors=errors,
+        timeouts=timeouts, prevented=prevented, schema_drift=bool(drift), root_ended=bool(ended),
+        agents=set(data["a"]), servers=set(data["sv"]), models=set(data["m"]), tokens=list(data["t"]),
+        cost_nano_usd=cost, unpriced_calls=unpriced, agent_usage={k: list(v) for k, v in data["au"].items()},
+        costs={tuple(row[:4]): list(row[4:]) for row in data["c"]},
+        tool_history=[ToolCall(s, i, t, h, bool(f)) for s, i, t, h, f in data["th"]], version=version,
+    )
