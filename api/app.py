@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from api.deps import KeyCache
 from api.publisher import SpanPublisher
 from api.ratelimit import SpanRateLimiter
-from api.routers import health, ingest, otlp, spans
+from api.routers import health, ingest, otlp, sessions, spans
 from spanstream.clickhouse import ClickHouseStore
 from spanstream.settings import Settings
 
@@ -40,4 +40,5 @@ def create_app(settings: Settings, store: ClickHouseStore | None) -> FastAPI:
     app.include_router(ingest.router)
     app.include_router(otlp.router)
     app.include_router(spans.router)
+    app.include_router(sessions.router)
     return app

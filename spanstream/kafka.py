@@ -30,6 +30,11 @@ def check_kafka(settings: Settings, timeout: float = 10.0) -> None:
         ) from error
 
 
+def changelog_topic_name(settings: Settings, table: str) -> str:
+    """Faust's name for a table's changelog, which we create with our configs before the worker starts."""
+    return f"{settings.worker_id}-{table}-changelog"
+
+
 def topic_specs(settings: Settings) -> list[NewTopic]:
     spans = settings.spans_topic
     retention_ms = int(settings.spans_retention_hours * 60 * 60 * 1000)
@@ -41,6 +46,17 @@ def topic_specs(settings: Settings) -> list[NewTopic]:
         }),
         NewTopic(f"{spans}.dlq", 1, 1, config={
             "retention.ms": str(30 * DAY_MS), "compression.type": "lz4", "max.message.bytes": str(MAX_MESSAGE_BYTES),
+        }),
+        # Latest record per session: compaction keeps what a rebuild of the sessions view needs.
+        NewTopic(settings.sessions_topic, settings.spans_partitions, 1, config={
+            "cleanup.policy": "compact", "compression.type": "lz4", "max.message.bytes": str(MAX_MESSAGE_BYTES),
+        }),
+        NewTopic(settings.health_topic, settings.spans_partitions, 1, config={
+            "retention.ms": str(retention_ms), "compression.type": "lz4",
+        }),
+        # The sessions table's changelog: co-partitioned with `spans`, which Faust requires.
+        NewTopic(changelog_topic_name(settings, "sessions"), settings.spans_partitions, 1, config={
+            "cleanup.policy": "compact", "compression.type": "lz4", "max.message.bytes": str(MAX_MESSAGE_BYTES),
         }),
     ]
 

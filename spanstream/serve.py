@@ -24,7 +24,8 @@ from spanstream.migrate import migrate_clickhouse, migrate_postgres
 from spanstream.settings import Settings
 from streams.agents import register_agents
 from streams.app import create_faust_app
-from streams.sink import ClickHouseSpanSink
+from streams.health import HealthRules
+from streams.pricing_source import PriceBookRefresher
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +70,21 @@ class ApiServer(mode.Service):
                 await self._task
 
 
+class PriceRefresh(mode.Service):
+    """Reloads model prices on an interval, so price changes reach the running worker."""
+
+    def __init__(self, refresher: PriceBookRefresher, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self._refresher = refresher
+        self._stopping = asyncio.Event()
+
+    async def on_start(self) -> None:
+        self.add_future(self._refresher.run(self._stopping))
+
+    async def on_stop(self) -> None:
+        self._stopping.set()
+
+
 class StoreCloser(mode.Service):
     """Closes the ClickHouse store after the agents and the API have stopped."""
 
@@ -89,9 +105,12 @@ def run(settings: Settings, *, worker: bool = True, api: bool = True,
     store = ClickHouseStore(settings).open()
     migrate_clickhouse(store)
     app = create_faust_app(settings)
-    if worker:
-        register_agents(app, settings, ClickHouseSpanSink(store))
     services: list[mode.Service] = [StoreCloser(store)]
+    if worker:
+        refresher = asyncio.run(PriceBookRefresher.load(
+            settings.postgres_dsn, settings.unknown_model_usd_per_call, settings.pricing_refresh_seconds))
+        register_agents(app, settings, store, refresher, HealthRules(loop_threshold=settings.loop_threshold))
+        services.append(PriceRefresh(refresher))
     if api:
         services.append(ApiServer(create_app(settings, store), settings.api_host, settings.api_port, settings.api_access_log))
     services.extend(extra_services(store))

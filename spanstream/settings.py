@@ -32,6 +32,13 @@ class Settings(BaseSettings):
     spans_partitions: int = Field(default=6, ge=1)
     # Replay rebuilds views from what the topic retains, so retention bounds what can be rebuilt.
     spans_retention_hours: float = Field(default=7 * 24, gt=0)
+    sessions_topic: str = "sessions"
+    health_topic: str = "health"
+    # Health rules (docs/health-tags.md).
+    loop_threshold: int = Field(default=3, ge=2)
+    # Spans priced with an unknown model are charged this per call and flagged.
+    unknown_model_usd_per_call: float = Field(default=0.0, ge=0)
+    pricing_refresh_seconds: float = Field(default=30.0, gt=0)
     # HTTP ingestion: bodies larger than this (after gzip) are answered 413.
     ingest_max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
     # Per API key and API process; 0 turns the limit off. The burst is two seconds' worth.

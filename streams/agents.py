@@ -1,35 +1,110 @@
-"""Faust agents: decode what arrives, hand it to the sink, dead-letter what cannot be read."""
+"""Faust agents: thin loops that decode, fold with pure functions, write tables and hand off to sinks."""
 
 from __future__ import annotations
 
+import json
 import logging
+from collections.abc import Iterable
 
 import faust
 
-from schemas.span import Unreadable, decode_message
+from schemas.span import Span, Unreadable, decode_message
 from spanstream.settings import Settings
-from streams.sink import ClickHouseSpanSink
-from streams.topics import spans_dead_letter_topic, spans_topic
+from streams.health import HealthRules, health_tag
+from streams.pricing import PriceBook
+from streams.session_rows import COST_COLUMNS, HEALTH_COLUMNS, SESSION_COLUMNS, cost_rows, health_row, session_row
+from streams.sessions import SessionState, dump_state, fold, load_state, session_record
+from streams.sink import ClickHouseWriter, span_row, span_writer
+from streams.topics import SESSIONS_TABLE, declare_topics
 
 log = logging.getLogger(__name__)
 
 
-def register_agents(app: faust.App, settings: Settings, sink: ClickHouseSpanSink) -> None:
-    source = spans_topic(app, settings)
-    dead_letters = spans_dead_letter_topic(app, settings)
+class PriceSource:
+    """Anything with a current `book` (streams.pricing_source.PriceBookRefresher in the worker)."""
 
-    @app.agent(source, name="spans-to-clickhouse")
+    book: PriceBook
+
+
+def session_key(span: Span) -> bytes:
+    # \x1f cannot appear in a project id (a UUID), so the key splits back unambiguously.
+    return f"{span.project_id}\x1f{span.session_id}".encode()
+
+
+def by_session(spans: Iterable[Span]) -> dict[bytes, list[Span]]:
+    groups: dict[bytes, list[Span]] = {}
+    for span in spans:
+        groups.setdefault(session_key(span), []).append(span)
+    return groups
+
+
+def register_agents(app: faust.App, settings: Settings, store, prices: PriceSource, rules: HealthRules) -> None:
+    topics = declare_topics(app, settings)
+    # bytes keys and values: Faust stores them raw; the state is our own JSON (streams.sessions).
+    sessions = app.Table(SESSIONS_TABLE, key_type=bytes, value_type=bytes, partitions=settings.spans_partitions)
+    spans_out = span_writer(store)
+    sessions_out = ClickHouseWriter(store, "sessions", SESSION_COLUMNS)
+    costs_out = ClickHouseWriter(store, "session_costs", COST_COLUMNS)
+    health_out = ClickHouseWriter(store, "session_health", HEALTH_COLUMNS)
+    batch, within = settings.sink_batch_size, settings.sink_batch_seconds
+
+    @app.agent(topics.spans, name="spans-to-clickhouse")
     async def spans_to_clickhouse(stream: faust.StreamT) -> None:
         # take_events acks a batch only after this body returns, i.e. after the insert is
         # durable: a crash before that redelivers the batch, and the replacing table dedups it.
-        async for events in stream.take_events(settings.sink_batch_size, within=settings.sink_batch_seconds):
+        async for events in stream.take_events(batch, within=within):
             for event in events:
                 spans, unreadable = decode_message(event.value)
                 for span in spans:
-                    sink.add(span)
+                    spans_out.add(span_row(span))
                 for item in unreadable:
-                    await _dead_letter(dead_letters, event.message, item)
-            await sink.flush()
+                    await _dead_letter(topics.spans_dead_letters, event.message, item)
+            await spans_out.flush()
+
+    @app.agent(topics.spans, name="fold-sessions")
+    async def fold_sessions(stream: faust.StreamT) -> None:
+        # One event at a time, not take(): a table write goes to the changelog partition of the
+        # current event, which must be the partition the session's spans live in.
+        async for event in stream.events():
+            spans, _ = decode_message(event.value)  # unreadable ones are dead-lettered above
+            book = prices.book
+            for key, group in by_session(spans).items():
+                stored = sessions.get(key)
+                state = load_state(json.loads(stored)) if stored else SessionState(group[0].project_id, group[0].session_id)
+                changed = False
+                for span in group:
+                    price = book.price_span(span)
+                    changed |= fold(state, span, price.nano_usd, price.priced)
+                if not changed:
+                    continue  # a redelivery: nothing new to say
+                tag, previous = health_tag(state, rules), state.health_tag
+                state.health_tag = tag
+                sessions[key] = json.dumps(dump_state(state), separators=(",", ":")).encode()
+                record = session_record(state, tag)
+                # Attached to the event: published before its offset is committed.
+                await topics.sessions.send(key=key, value=json.dumps(record, separators=(",", ":")).encode())
+                if tag != previous:
+                    change = {"project_id": state.project_id, "session_id": state.session_id, "version": state.version,
+                              "health_tag": tag, "previous_tag": previous, "at": record["last_at"]}
+                    await topics.health.send(key=key, value=json.dumps(change).encode())
+
+    @app.agent(topics.sessions, name="sessions-to-clickhouse")
+    async def sessions_to_clickhouse(stream: faust.StreamT) -> None:
+        async for events in stream.take_events(batch, within=within):
+            for event in events:
+                record = json.loads(event.value)
+                sessions_out.add(session_row(record))
+                for row in cost_rows(record):
+                    costs_out.add(row)
+            await sessions_out.flush()
+            await costs_out.flush()
+
+    @app.agent(topics.health, name="health-to-clickhouse")
+    async def health_to_clickhouse(stream: faust.StreamT) -> None:
+        async for events in stream.take_events(batch, within=within):
+            for event in events:
+                health_out.add(health_row(json.loads(event.value)))
+            await health_out.flush()
 
 
 async def _dead_letter(topic: faust.TopicT, message, item: Unreadable) -> None:

@@ -71,6 +71,8 @@ class SessionState:
     costs: dict[tuple[int, str, str, str], list[int]] = field(default_factory=dict)
     tool_history: list[ToolCall] = field(default_factory=list)
     version: int = 0
+    # The tag last published, so that only changes go to the `health` topic.
+    health_tag: str = ""
 
     @property
     def total_tokens(self) -> int:
@@ -173,6 +175,7 @@ def dump_state(state: SessionState) -> dict[str, Any]:
         "t": state.tokens, "au": state.agent_usage,
         "c": [[*key, *cell] for key, cell in state.costs.items()],
         "th": [[c.started_us, c.span_id, c.tool, c.args_hash, int(c.failed)] for c in state.tool_history],
+        "tag": state.health_tag,
     }
 
 
@@ -186,4 +189,5 @@ def load_state(data: dict[str, Any]) -> SessionState:
         cost_nano_usd=cost, unpriced_calls=unpriced, agent_usage={k: list(v) for k, v in data["au"].items()},
         costs={tuple(row[:4]): list(row[4:]) for row in data["c"]},
         tool_history=[ToolCall(s, i, t, h, bool(f)) for s, i, t, h, f in data["th"]], version=version,
+        health_tag=data["tag"],
     )

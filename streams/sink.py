@@ -1,11 +1,11 @@
-"""The ClickHouse sink for spans: buffers rows, writes them in one insert, retries until durable."""
+"""The only writer to ClickHouse: buffers rows and writes them in one insert, retrying until durable."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from schemas.span import Span
 from spanstream.clickhouse import ClickHouseStore
@@ -36,28 +36,31 @@ def span_row(span: Span) -> list:
     ]
 
 
-class ClickHouseSpanSink:
+class ClickHouseWriter:
     """`add` buffers, `flush` writes. Flush returns only once the batch is durable: while
     ClickHouse is unavailable it retries with capped back-off, and because the agent awaits
-    it, consumption pauses instead of dropping spans or crashing."""
+    it, consumption pauses instead of dropping rows or crashing. Every table written here
+    replaces on its key, so a batch written twice (after a crash) leaves no duplicate."""
 
     def __init__(
         self,
         store: ClickHouseStore,
-        table: str = "spans",
+        table: str,
+        columns: Sequence[str],
         max_backoff: float = 10.0,
         sleep: Callable[[float], asyncio.Future] = asyncio.sleep,
     ) -> None:
         self._store = store
-        self._table = table
+        self.table = table
+        self._columns = tuple(columns)
         self._max_backoff = max_backoff
         self._sleep = sleep
         self._rows: list[list] = []
         self.written = 0
         self.retries = 0
 
-    def add(self, span: Span) -> None:
-        self._rows.append(span_row(span))
+    def add(self, row: list) -> None:
+        self._rows.append(row)
 
     def __len__(self) -> int:
         return len(self._rows)
@@ -70,14 +73,18 @@ class ClickHouseSpanSink:
             delay = 0.1
             while True:
                 try:
-                    await self._store.insert(self._table, rows, SPAN_COLUMNS)
+                    await self._store.insert(self.table, rows, self._columns)
                     break
                 except Exception as error:  # noqa: BLE001 - any driver failure is retried
                     self.retries += 1
-                    log.warning("ClickHouse insert of %d spans failed (%s); retrying in %.1fs", len(rows), error, delay)
+                    log.warning("insert of %d rows into %s failed (%s); retrying in %.1fs", len(rows), self.table, error, delay)
                     await self._sleep(delay)
                     delay = min(delay * 2, self._max_backoff)
         finally:
             self._rows = []
         self.written += len(rows)
         return len(rows)
+
+
+def span_writer(store: ClickHouseStore) -> ClickHouseWriter:
+    return ClickHouseWriter(store, "spans", SPAN_COLUMNS)

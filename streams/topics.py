@@ -1,20 +1,36 @@
-"""The Kafka topics the worker reads and writes."""
+"""The Kafka topics the worker reads and writes. Their configs live in spanstream/kafka.py."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import faust
 
 from spanstream.settings import Settings
+
+SESSIONS_TABLE = "sessions"
 
 
 def dead_letter_topic_name(source: str) -> str:
     return f"{source}.dlq"
 
 
-def spans_topic(app: faust.App, settings: Settings) -> faust.TopicT:
-    # Raw bytes: decoding is ours, so a bad message reaches the dead-letter topic intact.
-    return app.topic(settings.spans_topic, key_serializer="raw", value_serializer="raw")
+@dataclass(frozen=True)
+class Topics:
+    spans: faust.TopicT
+    spans_dead_letters: faust.TopicT
+    sessions: faust.TopicT
+    health: faust.TopicT
 
 
-def spans_dead_letter_topic(app: faust.App, settings: Settings) -> faust.TopicT:
-    return app.topic(dead_letter_topic_name(settings.spans_topic), key_serializer="raw", value_serializer="raw")
+def declare_topics(app: faust.App, settings: Settings) -> Topics:
+    # Raw bytes everywhere: decoding is ours, so a bad message reaches the dead-letter topic intact.
+    def raw(name: str) -> faust.TopicT:
+        return app.topic(name, key_serializer="raw", value_serializer="raw")
+
+    return Topics(
+        spans=raw(settings.spans_topic),
+        spans_dead_letters=raw(dead_letter_topic_name(settings.spans_topic)),
+        sessions=raw(settings.sessions_topic),
+        health=raw(settings.health_topic),
+    )

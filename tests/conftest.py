@@ -76,6 +76,8 @@ def settings(tmp_path_factory, postgres_dsn) -> Settings:
         data_dir=tmp_path_factory.mktemp("data"),
         postgres_dsn=postgres_dsn,
         spans_topic=f"spans-test-{suffix}",
+        sessions_topic=f"sessions-test-{suffix}",
+        health_topic=f"health-test-{suffix}",
         worker_id=f"spanstream-test-{suffix}",
         spans_partitions=3,
         api_port=free_port(),

@@ -41,6 +41,8 @@ def server(settings, tmp_path_factory):
         "SPANSTREAM_DATA_DIR": str(data_dir),
         "SPANSTREAM_POSTGRES_DSN": settings.postgres_dsn,
         "SPANSTREAM_SPANS_TOPIC": topic,
+        "SPANSTREAM_SESSIONS_TOPIC": f"{settings.sessions_topic}-e2e",
+        "SPANSTREAM_HEALTH_TOPIC": f"{settings.health_topic}-e2e",
         "SPANSTREAM_WORKER_ID": f"{settings.worker_id}-e2e",
         "SPANSTREAM_SPANS_PARTITIONS": "3",
         "SPANSTREAM_API_PORT": str(port),
@@ -157,3 +159,56 @@ def test_a_bad_item_of_a_batch_is_dead_lettered_alone(settings, server):
     assert json.loads(dead[0].value())["span_id"] == "bad"
     headers = dict(dead[0].headers())
     assert headers["source_index"] == b"1" and b"input_tokens" in headers["error"]
+
+
+def test_a_session_is_folded_priced_and_tagged(settings, server):
+    project_id, key = asyncio.run(_new_project(settings.postgres_dsn))
+    session = f"fold-{uuid.uuid4().hex[:8]}"
+    t0 = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=5)
+
+    def at(seconds: float) -> str:
+        return (t0 + timedelta(seconds=seconds)).isoformat()
+
+    posted = [
+        # delivered child-first, with the root last and one span twice
+        {"span_id": "tool-2", "parent_span_id": "root", "span_type": "tool_call", "server_name": "docs-mcp",
+         "tool_name": "search", "input_args": {"q": "b"}, "started_at": at(3), "ended_at": at(4)},
+        {"span_id": "llm", "parent_span_id": "root", "span_type": "llm", "model_id": "anthropic/claude-sonnet-4-5",
+         "agent_name": "support", "input_tokens": 1000, "cache_read_tokens": 600, "output_tokens": 200,
+         "started_at": at(0.5), "ended_at": at(1.5)},
+        {"span_id": "tool-1", "parent_span_id": "root", "span_type": "tool_call", "server_name": "docs-mcp",
+         "tool_name": "search", "input_args": {"q": "a"}, "status": "error", "started_at": at(2), "ended_at": at(2.5)},
+        {"span_id": "llm", "parent_span_id": "root", "span_type": "llm", "model_id": "anthropic/claude-sonnet-4-5",
+         "agent_name": "support", "input_tokens": 1000, "cache_read_tokens": 600, "output_tokens": 200,
+         "started_at": at(0.5), "ended_at": at(1.5)},
+        {"span_id": "root", "span_type": "agent", "agent_name": "support", "started_at": at(0), "ended_at": at(5)},
+    ]
+    for span in posted:  # one request per span: they reach the worker as separate messages
+        response = httpx.post(f"{server['base']}/api/traces/spans", json=[{**span, "session_id": session}],
+                              headers={"X-API-Key": key})
+        assert response.status_code == 207 and response.json()["accepted"] == 1
+
+    deadline = time.monotonic() + 30
+    found = None
+    while time.monotonic() < deadline:
+        response = httpx.get(f"{server['base']}/api/agents/sessions/{session}", headers={"X-API-Key": key})
+        if response.status_code == 200 and response.json()["spans"] == 4:
+            found = response.json()
+            break
+        time.sleep(0.2)
+    assert found is not None, "the session never reached 4 spans"
+    assert (found["llm_calls"], found["tool_calls"], found["failed_calls"], found["errors"]) == (1, 2, 1, 1)
+    assert (found["input_tokens"], found["cache_read_tokens"], found["output_tokens"]) == (1000, 600, 200)
+    # Sonnet 4.5 list price: $3 input, $0.30 cache read, $15 output per million tokens.
+    assert found["cost_nano_usd"] == (400 * 3 + 600 * 0.3 + 200 * 15) * 1000
+    assert found["health_tag"] == "success_with_fallback"
+    assert found["status"] == "closed" and found["duration_ms"] == 5000
+    assert found["agents"] == ["support"] and found["servers"] == ["docs-mcp"]
+    assert sum(cell["cost_nano_usd"] for cell in found["costs"]) == found["cost_nano_usd"]
+    listed = httpx.get(f"{server['base']}/api/agents/sessions", headers={"X-API-Key": key}).json()["items"]
+    assert [item["session_id"] for item in listed] == [session]
+    assert httpx.get(f"{server['base']}/api/agents/sessions/{session}", headers={"X-API-Key": _other_key(settings)}).status_code == 404
+
+
+def _other_key(settings) -> str:
+    return asyncio.run(_new_project(settings.postgres_dsn))[1]

@@ -1,0 +1,88 @@
+"""Agent sessions of the caller's project, as the stream worker materialized them."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Query, status
+from pydantic import BaseModel, computed_field
+
+from api.deps import CurrentProject, Store
+from api.repositories.sessions import get_session, list_sessions
+from schemas.session import HealthTag
+
+router = APIRouter(prefix="/api/agents/sessions", tags=["sessions"])
+NANO = 1_000_000_000
+
+
+class SessionOut(BaseModel):
+    session_id: str
+    version: int
+    first_at: datetime
+    last_at: datetime
+    duration_ms: float
+    spans: int
+    llm_calls: int
+    tool_calls: int
+    failed_calls: int
+    errors: int
+    agents: list[str]
+    servers: list[str]
+    models: list[str]
+    input_tokens: int
+    output_tokens: int
+    cache_read_tokens: int
+    cache_creation_tokens: int
+    thinking_tokens: int
+    cost_nano_usd: int
+    unpriced_calls: int
+    health_tag: str
+    status: str
+
+    @computed_field
+    @property
+    def cost_usd(self) -> float:
+        return self.cost_nano_usd / NANO
+
+
+class CostCellOut(BaseModel):
+    hour: datetime
+    model_id: str
+    agent_name: str
+    server_name: str
+    calls: int
+    input_tokens: int
+    output_tokens: int
+    cache_read_tokens: int
+    cache_creation_tokens: int
+    thinking_tokens: int
+    cost_nano_usd: int
+
+
+class SessionDetail(SessionOut):
+    costs: list[CostCellOut]
+
+
+class SessionPage(BaseModel):
+    items: list[SessionOut]
+
+
+@router.get("", response_model=SessionPage, summary="Recent sessions of the project")
+async def sessions(
+    project: CurrentProject,
+    store: Store,
+    hours: Annotated[float, Query(gt=0, le=24 * 365)] = 24,
+    health_tag: HealthTag | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> SessionPage:
+    rows = await list_sessions(store, str(project.id), hours, limit, health_tag)
+    return SessionPage(items=[SessionOut(**row) for row in rows])
+
+
+@router.get("/{session_id}", response_model=SessionDetail, summary="One session with its costs by hour, model, agent and server")
+async def session(session_id: str, project: CurrentProject, store: Store) -> SessionDetail:
+    found = await get_session(store, str(project.id), session_id)
+    if found is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no session {session_id!r} in this project")
+    return SessionDetail(**found)
