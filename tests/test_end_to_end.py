@@ -212,3 +212,17 @@ def test_a_session_is_folded_priced_and_tagged(settings, server):
 
 def _other_key(settings) -> str:
     return asyncio.run(_new_project(settings.postgres_dsn))[1]
+
+
+def test_the_summary_counts_the_projects_sessions(settings, server):
+    project_id, key = asyncio.run(_new_project(settings.postgres_dsn))
+    now = datetime.now(UTC)
+    spans = [Span(project_id=project_id, session_id=f"sum-{i % 3}", span_id=f"sum-{i}", started_at=now) for i in range(7)]
+    publish_spans(make_producer(settings), server["topic"], spans)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        summary = httpx.get(f"{server['base']}/api/agents/sessions/summary", headers={"X-API-Key": key}).json()
+        if summary["spans"] == 7:
+            break
+        time.sleep(0.2)
+    assert summary == {"sessions": 3, "open_sessions": 3, "spans": 7, "cost_nano_usd": 0}

@@ -51,3 +51,14 @@ async def get_session(store: ClickHouseStore, project_id: str, session_id: str) 
         {"project_id": project_id, "session_id": session_id},
     )
     return {**_utc(rows[0], "first_at", "last_at"), "costs": [_utc(cost, "hour") for cost in costs]}
+
+
+async def summarize_sessions(store: ClickHouseStore, project_id: str, hours: float) -> dict[str, Any]:
+    rows = await store.query(
+        """SELECT count() AS sessions, sum(spans) AS spans, sum(cost_nano_usd) AS cost_nano_usd,
+                  countIf(status = 'open') AS open_sessions
+           FROM sessions FINAL
+           WHERE project_id = {project_id:String} AND last_at >= now64(6) - toIntervalSecond({seconds:UInt64})""",
+        {"project_id": project_id, "seconds": int(hours * 3600)},
+    )
+    return rows[0]

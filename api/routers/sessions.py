@@ -9,7 +9,7 @@ from fastapi import APIRouter, HTTPException, Query, status
 from pydantic import BaseModel, computed_field
 
 from api.deps import CurrentProject, Store
-from api.repositories.sessions import get_session, list_sessions
+from api.repositories.sessions import get_session, list_sessions, summarize_sessions
 from schemas.session import HealthTag
 
 router = APIRouter(prefix="/api/agents/sessions", tags=["sessions"])
@@ -78,6 +78,20 @@ async def sessions(
 ) -> SessionPage:
     rows = await list_sessions(store, str(project.id), hours, limit, health_tag)
     return SessionPage(items=[SessionOut(**row) for row in rows])
+
+
+class SessionSummary(BaseModel):
+    sessions: int
+    open_sessions: int
+    spans: int
+    cost_nano_usd: int
+
+
+@router.get("/summary", response_model=SessionSummary, summary="Totals over the project's sessions in a window")
+async def summary(
+    project: CurrentProject, store: Store, hours: Annotated[float, Query(gt=0, le=24 * 365)] = 24
+) -> SessionSummary:
+    return SessionSummary(**await summarize_sessions(store, str(project.id), hours))
 
 
 @router.get("/{session_id}", response_model=SessionDetail, summary="One session with its costs by hour, model, agent and server")
