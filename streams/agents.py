@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable
-
 import faust
 
-from schemas.span import Span, Unreadable, decode_message
+from schemas.span import Unreadable, decode_message
 from spanstream.settings import Settings
-from streams.health import HealthRules, health_tag
+from streams.health import HealthRules
 from streams.pricing import PriceBook
 from streams.session_rows import COST_COLUMNS, HEALTH_COLUMNS, SESSION_COLUMNS, cost_rows, health_row, session_row
-from streams.sessions import SessionState, dump_state, fold, load_state, session_record
+from streams.session_step import apply_spans, by_session
+from streams.sessions import SessionState, dump_state, load_state
 from streams.sink import ClickHouseWriter, span_row, span_writer
 from streams.topics import SESSIONS_TABLE, declare_topics
 
@@ -24,18 +23,6 @@ class PriceSource:
     """Anything with a current `book` (streams.pricing_source.PriceBookRefresher in the worker)."""
 
     book: PriceBook
-
-
-def session_key(span: Span) -> bytes:
-    # \x1f cannot appear in a project id (a UUID), so the key splits back unambiguously.
-    return f"{span.project_id}\x1f{span.session_id}".encode()
-
-
-def by_session(spans: Iterable[Span]) -> dict[bytes, list[Span]]:
-    groups: dict[bytes, list[Span]] = {}
-    for span in spans:
-        groups.setdefault(session_key(span), []).append(span)
-    return groups
 
 
 def register_agents(app: faust.App, settings: Settings, store, prices: PriceSource, rules: HealthRules) -> None:
@@ -71,22 +58,14 @@ def register_agents(app: faust.App, settings: Settings, store, prices: PriceSour
             for key, group in by_session(spans).items():
                 stored = sessions.get(key)
                 state = load_state(json.loads(stored)) if stored else SessionState(group[0].project_id, group[0].session_id)
-                changed = False
-                for span in group:
-                    price = book.price_span(span)
-                    changed |= fold(state, span, price.nano_usd, price.priced)
-                if not changed:
+                step = apply_spans(state, group, book, rules)
+                if step is None:
                     continue  # a redelivery: nothing new to say
-                tag, previous = health_tag(state, rules), state.health_tag
-                state.health_tag = tag
                 sessions[key] = json.dumps(dump_state(state), separators=(",", ":")).encode()
-                record = session_record(state, tag)
                 # Attached to the event: published before its offset is committed.
-                await topics.sessions.send(key=key, value=json.dumps(record, separators=(",", ":")).encode())
-                if tag != previous:
-                    change = {"project_id": state.project_id, "session_id": state.session_id, "version": state.version,
-                              "health_tag": tag, "previous_tag": previous, "at": record["last_at"]}
-                    await topics.health.send(key=key, value=json.dumps(change).encode())
+                await topics.sessions.send(key=key, value=json.dumps(step.record, separators=(",", ":")).encode())
+                if step.health_change is not None:
+                    await topics.health.send(key=key, value=json.dumps(step.health_change).encode())
 
     @app.agent(topics.sessions, name="sessions-to-clickhouse")
     async def sessions_to_clickhouse(stream: faust.StreamT) -> None:
