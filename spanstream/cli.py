@@ -22,6 +22,9 @@ def _parser() -> argparse.ArgumentParser:
     commands.add_parser("serve", help="run worker and API in one process (the embedded store's way)")
     commands.add_parser("ingest", help="run the API for ingestion only (no analytics store)")
     commands.add_parser("dev", help="infra, migrations, worker, API and demo spans on the embedded defaults")
+    replay = commands.add_parser("replay", help="rebuild the derived views from the retained spans topic")
+    replay.add_argument("--reprice", action="store_true",
+                        help="rebuild only the views that carry costs, at today's price rows")
     key = commands.add_parser("create-key", help="create a project (if needed) and print a new API key for it")
     key.add_argument("project", help="project slug, e.g. default")
     return parser
@@ -64,6 +67,17 @@ def main(argv: list[str] | None = None) -> None:
             from spanstream.dev import dev
 
             dev(settings)
+        elif args.command == "replay":
+            from spanstream.clickhouse import ClickHouseStore
+            from spanstream.migrate import migrate_clickhouse
+            from spanstream.replay import replay
+
+            store = ClickHouseStore(settings).open()
+            try:
+                migrate_clickhouse(store)
+                replay(settings, store, reprice=args.reprice)
+            finally:
+                store.close()
         elif args.command == "ingest":
             from spanstream.serve import run_ingest
 

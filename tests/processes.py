@@ -50,3 +50,25 @@ def start_spanstream(command: str, env: dict[str, str], port: int, log: Path, re
         time.sleep(0.3)
     process.kill()
     pytest.fail(f"spanstream {command} never became ready:\n{log.read_text()[-3000:]}")
+
+
+def serve_for_tests(settings, data_dir: Path, suffix: str, port: int) -> tuple[RunningSpanstream, dict[str, str]]:
+    """`spanstream serve` with its own chdb directory, topics and consumer group; returns it and its topics."""
+    topics = {
+        "spans": f"{settings.spans_topic}-{suffix}",
+        "sessions": f"{settings.sessions_topic}-{suffix}",
+        "health": f"{settings.health_topic}-{suffix}",
+        "worker_id": f"{settings.worker_id}-{suffix}",
+    }
+    running = start_spanstream("serve", {
+        "SPANSTREAM_DATA_DIR": str(data_dir),
+        "SPANSTREAM_POSTGRES_DSN": settings.postgres_dsn,
+        "SPANSTREAM_SPANS_TOPIC": topics["spans"],
+        "SPANSTREAM_SESSIONS_TOPIC": topics["sessions"],
+        "SPANSTREAM_HEALTH_TOPIC": topics["health"],
+        "SPANSTREAM_WORKER_ID": topics["worker_id"],
+        "SPANSTREAM_SPANS_PARTITIONS": str(settings.spans_partitions),
+        "SPANSTREAM_API_PORT": str(port),
+        "SPANSTREAM_SINK_BATCH_SECONDS": "0.2",
+    }, port, data_dir / "serve.log")
+    return running, topics

@@ -18,7 +18,7 @@ from schemas.span import Span
 from spanstream.kafka import ensure_topics
 from spanstream.producer import make_producer, publish_spans
 from tests.conftest import free_port
-from tests.processes import start_spanstream
+from tests.processes import serve_for_tests
 from tests.test_kafka import consume
 
 
@@ -33,22 +33,9 @@ async def _new_project(dsn: str) -> tuple[str, str]:
 
 @pytest.fixture(scope="module")
 def server(settings, tmp_path_factory):
-    """`spanstream serve` in its own process, with its own chdb directory, topic and group."""
-    data_dir = tmp_path_factory.mktemp("serve")
-    port = free_port()
-    topic = f"{settings.spans_topic}-e2e"
-    running = start_spanstream("serve", {
-        "SPANSTREAM_DATA_DIR": str(data_dir),
-        "SPANSTREAM_POSTGRES_DSN": settings.postgres_dsn,
-        "SPANSTREAM_SPANS_TOPIC": topic,
-        "SPANSTREAM_SESSIONS_TOPIC": f"{settings.sessions_topic}-e2e",
-        "SPANSTREAM_HEALTH_TOPIC": f"{settings.health_topic}-e2e",
-        "SPANSTREAM_WORKER_ID": f"{settings.worker_id}-e2e",
-        "SPANSTREAM_SPANS_PARTITIONS": "3",
-        "SPANSTREAM_API_PORT": str(port),
-        "SPANSTREAM_SINK_BATCH_SECONDS": "0.2",
-    }, port, data_dir / "serve.log")
-    yield {"base": running.base, "topic": topic}
+    """`spanstream serve` in its own process, with its own chdb directory, topics and group."""
+    running, topics = serve_for_tests(settings, tmp_path_factory.mktemp("serve"), "e2e", free_port())
+    yield {"base": running.base, "topic": topics["spans"]}
     assert running.stop() == 0, running.log.read_text()[-3000:]
 
 

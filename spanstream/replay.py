@@ -1,0 +1,144 @@
+"""`spanstream replay`: rebuilds the derived views from the retained `spans` topic.
+
+Reads the topic from the start with a fresh consumer group, up to the end offsets it finds when
+it starts, folds with the same pure step as the live worker (streams.session_step), writes fresh
+`<view>__replay` tables, and then swaps each of them with the live table in one atomic EXCHANGE.
+Readers keep querying the live tables until the swap. `--reprice` rebuilds only the views that
+carry costs (sessions, session_costs, session_health), at the prices in force now.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from dataclasses import dataclass, field
+
+from confluent_kafka import Consumer, TopicPartition
+
+from schemas.span import decode_message
+from spanstream.clickhouse import ClickHouseStore
+from spanstream.settings import Settings
+from streams.health import HealthRules
+from streams.pricing_source import load_price_book
+from streams.session_rows import COST_COLUMNS, HEALTH_COLUMNS, SESSION_COLUMNS, cost_rows, health_row, session_row
+from streams.session_step import apply_spans, by_session
+from streams.sessions import SessionState
+from streams.sink import SPAN_COLUMNS, ClickHouseWriter, span_row
+
+SPAN_VIEWS = ("spans",)
+SESSION_VIEWS = ("sessions", "session_costs", "session_health")
+SUFFIX = "__replay"
+FLUSH_ROWS = 50_000
+
+
+@dataclass
+class Progress:
+    """What replay has done so far; printed every second."""
+
+    total_messages: int
+    messages: int = 0
+    spans: int = 0
+    started: float = field(default_factory=time.monotonic)
+
+    def line(self) -> str:
+        elapsed = max(time.monotonic() - self.started, 1e-9)
+        rate = self.spans / elapsed
+        left = self.total_messages - self.messages
+        eta = left / (self.messages / elapsed) if self.messages else float("inf")
+        percent = 100 * self.messages / self.total_messages if self.total_messages else 100.0
+        return (f"replay: {self.messages:,}/{self.total_messages:,} messages ({percent:.1f}%), "
+                f"{self.spans:,} spans, {rate:,.0f} spans/s, ETA {eta:.0f} s")
+
+
+def _end_offsets(consumer: Consumer, topic: str) -> list[TopicPartition]:
+    """Each partition's range [low, high) as it is now: replay stops at what exists at its start."""
+    partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+    ranges = []
+    for partition in partitions:
+        low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
+        if high > low:
+            ranges.append(TopicPartition(topic, partition, high))
+    return ranges
+
+
+def _fresh_tables(store: ClickHouseStore, views: tuple[str, ...]) -> None:
+    for view in views:
+        store.command_sync(f"DROP TABLE IF EXISTS {view}{SUFFIX}")
+        store.command_sync(f"CREATE TABLE {view}{SUFFIX} AS {view}")
+
+
+def replay(settings: Settings, store: ClickHouseStore, reprice: bool = False, report=print) -> Progress:
+    views = SESSION_VIEWS if reprice else SPAN_VIEWS + SESSION_VIEWS
+    book = asyncio.run(load_price_book(settings.postgres_dsn, settings.unknown_model_usd_per_call))
+    rules = HealthRules(loop_threshold=settings.loop_threshold)
+    _fresh_tables(store, views)
+    writers = {
+        "spans": ClickHouseWriter(store, f"spans{SUFFIX}", SPAN_COLUMNS),
+        "sessions": ClickHouseWriter(store, f"sessions{SUFFIX}", SESSION_COLUMNS),
+        "session_costs": ClickHouseWriter(store, f"session_costs{SUFFIX}", COST_COLUMNS),
+        "session_health": ClickHouseWriter(store, f"session_health{SUFFIX}", HEALTH_COLUMNS),
+    }
+    consumer = Consumer({
+        "bootstrap.servers": settings.kafka_bootstrap,
+        "group.id": f"{settings.worker_id}-replay-{uuid.uuid4().hex[:8]}",
+        "auto.offset.reset": "earliest",
+        "enable.auto.commit": False,
+        "fetch.max.bytes": 64 * 1024 * 1024,
+    })
+    try:
+        ends = {tp.partition: tp.offset for tp in _end_offsets(consumer, settings.spans_topic)}
+        lows = {p: consumer.get_watermark_offsets(TopicPartition(settings.spans_topic, p), timeout=10)[0] for p in ends}
+        progress = Progress(total_messages=sum(ends[p] - lows[p] for p in ends))
+        states: dict[bytes, SessionState] = {}
+        latest: dict[bytes, dict] = {}
+        consumer.assign([TopicPartition(settings.spans_topic, p, lows[p]) for p in ends])
+        remaining = dict(ends)
+        last_report = time.monotonic()
+        while remaining:
+            batch = consumer.consume(num_messages=2000, timeout=1.0)
+            if not batch:
+                # Offsets can have gaps (compaction, transaction markers): go by position too.
+                for tp in consumer.position([TopicPartition(settings.spans_topic, p) for p in list(remaining)]):
+                    if tp.offset >= remaining[tp.partition]:
+                        del remaining[tp.partition]
+            for message in batch:
+                if message.error() is not None or message.partition() not in remaining:
+                    continue
+                spans, _ = decode_message(message.value())
+                progress.messages += 1
+                progress.spans += len(spans)
+                if not reprice:
+                    for span in spans:
+                        writers["spans"].add(span_row(span))
+                for key, group in by_session(spans).items():
+                    state = states.get(key) or states.setdefault(key, SessionState(group[0].project_id, group[0].session_id))
+                    step = apply_spans(state, group, book, rules)
+                    if step is not None:
+                        latest[key] = step.record
+                        if step.health_change is not None:
+                            writers["session_health"].add(health_row(step.health_change))
+                if message.offset() + 1 >= remaining[message.partition()]:
+                    del remaining[message.partition()]
+            for writer in writers.values():
+                if len(writer) >= FLUSH_ROWS:
+                    asyncio.run(writer.flush())
+            if time.monotonic() - last_report >= 1.0:
+                report(progress.line())
+                last_report = time.monotonic()
+        for record in latest.values():
+            writers["sessions"].add(session_row(record))
+            for row in cost_rows(record):
+                writers["session_costs"].add(row)
+        for writer in writers.values():
+            asyncio.run(writer.flush())
+    finally:
+        consumer.close()
+    report(progress.line())
+    for view in views:
+        # Each swap is atomic; readers see the old or the new table, never a half-built one.
+        store.command_sync(f"EXCHANGE TABLES {view} AND {view}{SUFFIX}")
+        store.command_sync(f"DROP TABLE {view}{SUFFIX}")
+    report(f"replay: swapped in {', '.join(views)}; {len(states):,} sessions rebuilt")
+    return progress
