@@ -138,25 +138,31 @@ class Span(BaseModel):
 
     @model_validator(mode="after")
     def _derive(self) -> Span:
+        # Writes go straight to __dict__: this runs for every span on the ingestion and replay
+        # hot paths, and pydantic's __setattr__ costs more than the rest of this method.
+        fields = self.__dict__
         if self.model_extra:
-            self.attributes = {**self.model_extra, **self.attributes}
+            fields["attributes"] = {**self.model_extra, **self.attributes}
             self.model_extra.clear()
         if not self.session_id:
-            self.session_id = self.trace_id or self.span_id
-        if self.ended_at is not None and self.ended_at < self.started_at:
-            raise ValueError("ended_at is before started_at")
-        if self.latency_ms is None and self.ended_at is not None:
-            self.latency_ms = (self.ended_at - self.started_at).total_seconds() * 1000
-        truncated = set(self.truncated_fields)
+            fields["session_id"] = self.trace_id or self.span_id
+        ended = self.ended_at
+        if ended is not None:
+            if ended < self.started_at:
+                raise ValueError("ended_at is before started_at")
+            if self.latency_ms is None:
+                fields["latency_ms"] = (ended - self.started_at).total_seconds() * 1000
+        truncated = None
         if self.error is not None and len(self.error) > ERROR_CAP:
-            self.error = self.error[:ERROR_CAP]
-            truncated.add("error")
+            fields["error"] = self.error[:ERROR_CAP]
+            truncated = {"error"}
         for name in PAYLOAD_FIELDS:
-            value = getattr(self, name)
+            value = fields[name]
             if value is not None and len(value) > PAYLOAD_CAP:
-                setattr(self, name, value[:PAYLOAD_CAP])
-                truncated.add(name)
-        self.truncated_fields = sorted(truncated)
+                fields[name] = value[:PAYLOAD_CAP]
+                truncated = (truncated or set()) | {name}
+        if truncated:
+            fields["truncated_fields"] = sorted(truncated.union(self.truncated_fields))
         return self
 
 

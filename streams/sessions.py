@@ -111,21 +111,33 @@ def fold(state: SessionState, span: Span, cost_nano_usd: int = 0, priced: bool =
     for name, target in ((span.agent_name, state.agents), (span.server_name, state.servers), (span.model_id, state.models)):
         if name:
             target.add(name)
-    counts = [getattr(span, name) for name in TOKEN_FIELDS]
-    for index, count in enumerate(counts):
-        state.tokens[index] += count
+    counts = (span.input_tokens, span.output_tokens, span.cache_read_tokens, span.cache_creation_tokens,
+              span.thinking_tokens)
+    tokens = state.tokens
+    tokens[0] += counts[0]
+    tokens[1] += counts[1]
+    tokens[2] += counts[2]
+    tokens[3] += counts[3]
+    tokens[4] += counts[4]
     state.cost_nano_usd += cost_nano_usd
     state.unpriced_calls += not priced
     if span.agent_name:
-        usage = state.agent_usage.setdefault(span.agent_name, [0, 0])
+        usage = state.agent_usage.get(span.agent_name)
+        if usage is None:
+            usage = state.agent_usage[span.agent_name] = [0, 0]
         usage[0] += counts[0] + counts[1]
         usage[1] += cost_nano_usd
     key = (started - started % _HOUR_US, span.model_id or "", span.agent_name or "", span.server_name or "")
-    cell = state.costs.setdefault(key, [0] * (len(TOKEN_FIELDS) + 2))
+    cell = state.costs.get(key)
+    if cell is None:
+        cell = state.costs[key] = [0] * (len(TOKEN_FIELDS) + 2)
     cell[0] += 1
-    for index, count in enumerate(counts, start=1):
-        cell[index] += count
-    cell[-1] += cost_nano_usd
+    cell[1] += counts[0]
+    cell[2] += counts[1]
+    cell[3] += counts[2]
+    cell[4] += counts[3]
+    cell[5] += counts[4]
+    cell[6] += cost_nano_usd
     state.version += 1
     return True
 

@@ -1,0 +1,99 @@
+"""How fast `spanstream replay` rebuilds every view from the spans topic, beside the raw consume speed."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from confluent_kafka import Consumer
+from confluent_kafka.admin import AdminClient
+
+from loadtests.generate import generate_sessions
+from schemas.span import session_messages
+from spanstream.clickhouse import ClickHouseStore
+from spanstream.kafka import ensure_topics
+from spanstream.migrate import migrate_clickhouse, migrate_postgres
+from spanstream.producer import make_producer
+from spanstream.replay import replay
+from spanstream.settings import load_settings
+
+
+def raw_consume(bootstrap: str, topic: str, messages: int) -> float:
+    """Seconds to read `messages` messages with a fresh group and no decoding: the ceiling."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"raw-{uuid.uuid4().hex}",
+                         "auto.offset.reset": "earliest", "enable.auto.commit": False,
+                         "fetch.max.bytes": 64 * 1024 * 1024})
+    consumer.subscribe([topic])
+    seen, started = 0, time.perf_counter()
+    while seen < messages:
+        batch = consumer.consume(num_messages=2000, timeout=1.0)
+        seen += sum(1 for message in batch if message.error() is None)
+    elapsed = time.perf_counter() - started
+    consumer.close()
+    return elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m loadtests.bench_replay", description=__doc__)
+    parser.add_argument("--spans", type=int, default=500_000)
+    parser.add_argument("--spans-per-session", type=int, default=50)
+    args = parser.parse_args()
+
+    suffix = uuid.uuid4().hex[:8]
+    data_dir = Path(tempfile.mkdtemp(prefix="bench-replay-"))
+    settings = load_settings(data_dir=data_dir, spans_topic=f"spans-bench-replay-{suffix}",
+                             sessions_topic=f"sessions-bench-{suffix}", health_topic=f"health-bench-{suffix}",
+                             worker_id=f"bench-replay-{suffix}")
+    ensure_topics(settings)
+    asyncio.run(migrate_postgres(settings.postgres_dsn))
+    sessions = args.spans // args.spans_per_session
+    print(f"generating {sessions * args.spans_per_session:,} spans in {sessions:,} sessions", flush=True)
+    start = datetime.now(UTC) - timedelta(hours=1)
+    producer = make_producer(settings, **{"linger.ms": 20, "batch.size": 1_000_000})
+    messages = 0
+    for session in generate_sessions(1, sessions, args.spans_per_session, "bench-replay", start):
+        for key, value in session_messages(session):
+            while True:
+                try:
+                    producer.produce(settings.spans_topic, key=key, value=value)
+                    break
+                except BufferError:
+                    producer.poll(0.1)
+            messages += 1
+        producer.poll(0)
+    assert producer.flush(60) == 0, "the broker did not acknowledge every message"
+    total_spans = sessions * args.spans_per_session
+
+    raw_seconds = raw_consume(settings.kafka_bootstrap, settings.spans_topic, messages)
+    store = ClickHouseStore(settings).open()
+    migrate_clickhouse(store)
+    try:
+        began = time.perf_counter()
+        replay(settings, store, report=lambda line: print(line, flush=True))
+        replay_seconds = time.perf_counter() - began
+        began = time.perf_counter()
+        replay(settings, store, reprice=True, report=lambda line: print(line, flush=True))
+        reprice_seconds = time.perf_counter() - began
+        rows = store.query_sync("SELECT count() AS n, sum(spans) AS spans FROM sessions FINAL")[0]
+    finally:
+        store.close()
+        AdminClient({"bootstrap.servers": settings.kafka_bootstrap}).delete_topics(
+            [settings.spans_topic, f"{settings.spans_topic}.dlq", settings.sessions_topic, settings.health_topic,
+             f"{settings.worker_id}-sessions-changelog"])
+    assert rows["n"] == sessions and rows["spans"] == total_spans, rows
+
+    print(f"\n{total_spans:,} spans in {messages:,} messages ({args.spans_per_session} spans per session message)")
+    print(f"{'raw consume (no decoding)':<40} {total_spans / raw_seconds:>12,.0f} spans/s   {raw_seconds:6.1f} s")
+    print(f"{'replay, every view':<40} {total_spans / replay_seconds:>12,.0f} spans/s   {replay_seconds:6.1f} s"
+          f"   {raw_seconds / replay_seconds:.2f}x of raw")
+    print(f"{'replay --reprice (session views)':<40} {total_spans / reprice_seconds:>12,.0f} spans/s   "
+          f"{reprice_seconds:6.1f} s   {raw_seconds / reprice_seconds:.2f}x of raw")
+
+
+if __name__ == "__main__":
+    main()
