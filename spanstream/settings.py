@@ -36,6 +36,8 @@ class Settings(BaseSettings):
     health_topic: str = "health"
     # Health rules (docs/health-tags.md).
     loop_threshold: int = Field(default=3, ge=2)
+    # An open, otherwise healthy session with no span for this long reads as `incomplete`.
+    incomplete_after_seconds: float = Field(default=30 * 60, gt=0)
     # Spans priced with an unknown model are charged this per call and flagged.
     unknown_model_usd_per_call: float = Field(default=0.0, ge=0)
     pricing_refresh_seconds: float = Field(default=30.0, gt=0)

@@ -213,3 +213,22 @@ def test_the_summary_counts_the_projects_sessions(settings, server):
             break
         time.sleep(0.2)
     assert summary == {"sessions": 3, "open_sessions": 3, "spans": 7, "cost_nano_usd": 0}
+
+
+def test_an_open_session_gone_quiet_reads_as_incomplete(settings, server):
+    project_id, key = asyncio.run(_new_project(settings.postgres_dsn))
+    long_ago = datetime.now(UTC) - timedelta(hours=2)
+    quiet = Span(project_id=project_id, session_id="quiet", span_id="q1", span_type="llm", started_at=long_ago)
+    done = Span(project_id=project_id, session_id="done", span_id="d1", span_type="agent", started_at=long_ago,
+                ended_at=long_ago + timedelta(seconds=1))
+    publish_spans(make_producer(settings), server["topic"], [quiet, done])
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        items = httpx.get(f"{server['base']}/api/agents/sessions", headers={"X-API-Key": key}).json()["items"]
+        if len(items) == 2:
+            break
+        time.sleep(0.2)
+    assert {item["session_id"]: item["health_tag"] for item in items} == {"quiet": "incomplete", "done": "success"}
+    filtered = httpx.get(f"{server['base']}/api/agents/sessions", params={"health_tag": "incomplete"},
+                         headers={"X-API-Key": key}).json()["items"]
+    assert [item["session_id"] for item in filtered] == ["quiet"]

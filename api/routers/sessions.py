@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Query, status
 from pydantic import BaseModel, computed_field
 
-from api.deps import CurrentProject, Store
+from api.deps import AppSettings, CurrentProject, Store
 from api.repositories.sessions import get_session, list_sessions, summarize_sessions
 from schemas.session import HealthTag
 
@@ -72,11 +72,12 @@ class SessionPage(BaseModel):
 async def sessions(
     project: CurrentProject,
     store: Store,
+    settings: AppSettings,
     hours: Annotated[float, Query(gt=0, le=24 * 365)] = 24,
     health_tag: HealthTag | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> SessionPage:
-    rows = await list_sessions(store, str(project.id), hours, limit, health_tag)
+    rows = await list_sessions(store, str(project.id), hours, limit, settings.incomplete_after_seconds, health_tag)
     return SessionPage(items=[SessionOut(**row) for row in rows])
 
 
@@ -95,8 +96,8 @@ async def summary(
 
 
 @router.get("/{session_id}", response_model=SessionDetail, summary="One session with its costs by hour, model, agent and server")
-async def session(session_id: str, project: CurrentProject, store: Store) -> SessionDetail:
-    found = await get_session(store, str(project.id), session_id)
+async def session(session_id: str, project: CurrentProject, store: Store, settings: AppSettings) -> SessionDetail:
+    found = await get_session(store, str(project.id), session_id, settings.incomplete_after_seconds)
     if found is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no session {session_id!r} in this project")
     return SessionDetail(**found)
