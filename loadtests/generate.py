@@ -145,14 +145,16 @@ class _Context:
     cached: int = 0  # prefix the provider has cached from the previous call
 
     def llm_counts(self, model: Model, rng: random.Random) -> dict[str, int]:
-        # Counts are disjoint: input_tokens excludes what was read from or written to the cache.
+        # Span v1 semantics (schemas/README.md): input_tokens counts every input token, the ones
+        # read from or written to the cache included.
         if model.provider == "anthropic":
             # The cache breakpoint sits on the newest message: all but a few formatting tokens are written.
+            uncached = rng.randint(1, 12)
             counts = {"cache_read_tokens": self.cached, "cache_creation_tokens": self.tokens - self.cached,
-                      "input_tokens": rng.randint(1, 12)}
+                      "input_tokens": self.tokens + uncached}
         else:
             read = min(self.tokens, self.cached) // 128 * 128 if self.tokens >= 1024 else 0
-            counts = {"cache_read_tokens": read, "cache_creation_tokens": 0, "input_tokens": self.tokens - read}
+            counts = {"cache_read_tokens": read, "cache_creation_tokens": 0, "input_tokens": self.tokens}
         self.cached = self.tokens
         return counts
 
@@ -208,7 +210,8 @@ def generate_session(
         children.append(Span(
             **common, span_id=span_id(), parent_span_id=root_id, span_type="llm", name=f"chat {model.model_id}",
             model_id=model.model_id, started_at=clock, ended_at=ended, status=status, error=error,
-            output_tokens=output, thinking_tokens=thinking, finish_reason=finish, **counts,
+            # output_tokens includes the thinking tokens (Span v1 semantics)
+            output_tokens=output + thinking, thinking_tokens=thinking, finish_reason=finish, **counts,
         ))
         clock = ended
         turn_end = clock

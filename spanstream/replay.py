@@ -115,10 +115,10 @@ def replay(settings: Settings, store: ClickHouseStore, reprice: bool = False, re
                 for key, group in by_session(spans).items():
                     state = states.get(key) or states.setdefault(key, SessionState(group[0].project_id, group[0].session_id))
                     step = apply_spans(state, group, book, rules)
-                    if step is not None:
-                        latest[key] = step.record
-                        if step.health_change is not None:
-                            writers["session_health"].add(health_row(step.health_change))
+                    latest[key] = step.record
+                    change = step.health_change
+                    if step.changed and change is not None and change["version"] == state.version:
+                        writers["session_health"].add(health_row(change))
                 if message.offset() + 1 >= remaining[message.partition()]:
                     del remaining[message.partition()]
             for writer in writers.values():

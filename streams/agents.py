@@ -59,12 +59,12 @@ def register_agents(app: faust.App, settings: Settings, store, prices: PriceSour
                 stored = sessions.get(key)
                 state = load_state(json.loads(stored)) if stored else SessionState(group[0].project_id, group[0].session_id)
                 step = apply_spans(state, group, book, rules)
-                if step is None:
-                    continue  # a redelivery: nothing new to say
-                sessions[key] = json.dumps(dump_state(state), separators=(",", ":")).encode()
-                # Attached to the event: published before its offset is committed.
+                if step.changed:
+                    sessions[key] = json.dumps(dump_state(state), separators=(",", ":")).encode()
+                # Sent now, and durable before this event's offset is committed: Faust flushes the
+                # producer before every commit. A redelivery re-sends the same versions (harmless).
                 await topics.sessions.send(key=key, value=json.dumps(step.record, separators=(",", ":")).encode())
-                if step.health_change is not None:
+                if step.health_change is not None and (not step.changed or step.health_change["version"] == state.version):
                     await topics.health.send(key=key, value=json.dumps(step.health_change).encode())
 
     @app.agent(topics.sessions, name="sessions-to-clickhouse")

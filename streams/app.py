@@ -20,5 +20,9 @@ def create_faust_app(settings: Settings) -> faust.App:
         topic_allow_declare=False,
         topic_disable_leader=True,
         web_enabled=False,
+        # A worker that died stays in the group until this passes, and its partitions wait for
+        # it: 60 s (Faust's default) is a minute of nothing after a crash. Kafka's floor is 6 s.
+        broker_session_timeout=10.0,
+        broker_heartbeat_interval=3.0,
         producer_acks=-1,
     )

@@ -13,13 +13,14 @@ from typing import Any
 from schemas.span import Span
 from streams.health import HealthRules, health_tag
 from streams.pricing import PriceBook
-from streams.sessions import SessionState, fold, session_record
+from streams.sessions import SessionState, fold, from_us, session_record
 
 
 @dataclass(frozen=True)
 class Step:
     record: dict[str, Any]  # for the `sessions` topic
-    health_change: dict[str, Any] | None  # for the `health` topic, when the tag changed
+    health_change: dict[str, Any] | None  # for the `health` topic: the latest change of tag
+    changed: bool  # False: a redelivery, the state is as it was
 
 
 def session_key(span: Span) -> bytes:
@@ -34,19 +35,24 @@ def by_session(spans: Iterable[Span]) -> dict[bytes, list[Span]]:
     return groups
 
 
-def apply_spans(state: SessionState, spans: list[Span], book: PriceBook, rules: HealthRules) -> Step | None:
-    """Folds `spans` into `state` (in place); None when they were all seen before."""
+def apply_spans(state: SessionState, spans: list[Span], book: PriceBook, rules: HealthRules) -> Step:
+    """Folds `spans` into `state` (in place) and returns what to publish. When every span was
+    seen before (a redelivery after a crash), it returns the latest record and health change
+    again, unchanged: the crash may have come after the table's changelog write but before
+    these were sent, and sending them twice is harmless since every store keeps one per version."""
     changed = False
     for span in spans:
         price = book.price_span(span)
         changed |= fold(state, span, price.nano_usd, price.priced)
-    if not changed:
-        return None
-    tag, previous = health_tag(state, rules), state.health_tag
-    state.health_tag = tag
-    record = session_record(state, tag)
+    if changed:
+        tag = health_tag(state, rules)
+        if tag != state.health_tag:
+            state.previous_tag, state.health_tag = state.health_tag, tag
+            state.tag_version, state.tag_at_us = state.version, state.last_us or 0
+    record = session_record(state, state.health_tag)
     change = None
-    if tag != previous:
-        change = {"project_id": state.project_id, "session_id": state.session_id, "version": state.version,
-                  "health_tag": tag, "previous_tag": previous, "at": record["last_at"]}
-    return Step(record, change)
+    if state.tag_version:
+        change = {"project_id": state.project_id, "session_id": state.session_id, "version": state.tag_version,
+                  "health_tag": state.health_tag, "previous_tag": state.previous_tag,
+                  "at": from_us(state.tag_at_us).isoformat()}
+    return Step(record, change, changed)

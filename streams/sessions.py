@@ -71,8 +71,12 @@ class SessionState:
     costs: dict[tuple[int, str, str, str], list[int]] = field(default_factory=dict)
     tool_history: list[ToolCall] = field(default_factory=list)
     version: int = 0
-    # The tag last published, so that only changes go to the `health` topic.
+    # The tag last published, so that only changes go to the `health` topic, and that change
+    # itself (previous tag, version, event time), to publish it again after a redelivery.
     health_tag: str = ""
+    previous_tag: str = ""
+    tag_version: int = 0
+    tag_at_us: int = 0
 
     @property
     def total_tokens(self) -> int:
@@ -187,7 +191,7 @@ def dump_state(state: SessionState) -> dict[str, Any]:
         "t": state.tokens, "au": state.agent_usage,
         "c": [[*key, *cell] for key, cell in state.costs.items()],
         "th": [[c.started_us, c.span_id, c.tool, c.args_hash, int(c.failed)] for c in state.tool_history],
-        "tag": state.health_tag,
+        "tag": [state.health_tag, state.previous_tag, state.tag_version, state.tag_at_us],
     }
 
 
@@ -201,5 +205,5 @@ def load_state(data: dict[str, Any]) -> SessionState:
         cost_nano_usd=cost, unpriced_calls=unpriced, agent_usage={k: list(v) for k, v in data["au"].items()},
         costs={tuple(row[:4]): list(row[4:]) for row in data["c"]},
         tool_history=[ToolCall(s, i, t, h, bool(f)) for s, i, t, h, f in data["th"]], version=version,
-        health_tag=data["tag"],
+        health_tag=data["tag"][0], previous_tag=data["tag"][1], tag_version=data["tag"][2], tag_at_us=data["tag"][3],
     )

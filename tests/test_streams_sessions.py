@@ -130,3 +130,19 @@ def test_incomplete_is_judged_in_event_time_and_only_while_open():
     closed = folded([span("root", 0, span_type="agent"), span("a", 0, span_type="llm")])
     assert session_record(closed, "success")["status"] == "closed"
     assert health_tag(closed, rules, now_us=last + 10**12) == "success"
+
+
+def test_a_redelivered_message_gives_back_the_same_record_and_health_change():
+    from decimal import Decimal
+
+    from streams.pricing import PriceBook
+    from streams.session_step import apply_spans
+
+    book = PriceBook([], Decimal("0"))
+    state = SessionState("p", "s")
+    spans = [tool("a", 1, status="error", args="1"), tool("b", 2, status="error", args="2")]
+    first = apply_spans(state, spans, book, RULES)
+    again = apply_spans(state, spans, book, RULES)
+    assert first.changed and not again.changed
+    assert again.record == first.record and again.health_change == first.health_change
+    assert first.health_change["health_tag"] == "tool_failure" and first.health_change["version"] == 2
