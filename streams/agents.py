@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 import logging
+from typing import Protocol
+
 import faust
 
 from schemas.span import Unreadable, decode_message
+from spanstream.clickhouse import ClickHouseStore
 from spanstream.settings import Settings
 from streams.health import HealthRules
 from streams.pricing import PriceBook
@@ -19,13 +22,16 @@ from streams.topics import SESSIONS_TABLE, declare_topics
 log = logging.getLogger(__name__)
 
 
-class PriceSource:
+class PriceSource(Protocol):
     """Anything with a current `book` (streams.pricing_source.PriceBookRefresher in the worker)."""
 
-    book: PriceBook
+    @property
+    def book(self) -> PriceBook: ...
 
 
-def register_agents(app: faust.App, settings: Settings, store, prices: PriceSource, rules: HealthRules) -> None:
+def register_agents(
+    app: faust.App, settings: Settings, store: ClickHouseStore, prices: PriceSource, rules: HealthRules
+) -> None:
     topics = declare_topics(app, settings)
     # bytes keys and values: Faust stores them raw; the state is our own JSON (streams.sessions).
     sessions = app.Table(SESSIONS_TABLE, key_type=bytes, value_type=bytes, partitions=settings.spans_partitions)
