@@ -17,9 +17,10 @@ def _parser() -> argparse.ArgumentParser:
     infra = commands.add_parser("infra", help="start, stop or show Kafka and PostgreSQL on loopback")
     infra.add_argument("action", choices=["up", "down", "status"])
     commands.add_parser("migrate", help="apply pending PostgreSQL and ClickHouse migrations")
-    commands.add_parser("worker", help="run the stream worker (needs a ClickHouse server)")
+    commands.add_parser("worker", help="run the ClickHouse sinks and a fold worker (needs a ClickHouse server)")
     commands.add_parser("api", help="run the HTTP API (needs a ClickHouse server)")
-    commands.add_parser("serve", help="run worker and API in one process (the embedded store's way)")
+    commands.add_parser("serve", help="run the API, the ClickHouse sinks and a fold worker (the embedded store's way)")
+    commands.add_parser("fold", help="run one fold worker: sessions, costs and health tags (no analytics store)")
     commands.add_parser("ingest", help="run the API for ingestion only (no analytics store)")
     commands.add_parser("dev", help="infra, migrations, worker, API and demo spans on the embedded defaults")
     replay = commands.add_parser("replay", help="rebuild the derived views from the retained spans topic")
@@ -86,12 +87,16 @@ def main(argv: list[str] | None = None) -> None:
             from spanstream.dev import create_key
 
             print(asyncio.run(create_key(settings, args.project)))
+        elif args.command == "fold":
+            from spanstream.serve import run_fold
+
+            run_fold(settings)
         else:
             from spanstream.serve import run
 
             if args.command in ("worker", "api"):
                 _require_server(settings, args.command)
-            run(settings, worker=args.command != "api", api=args.command != "worker")
+            run(settings, api=args.command != "worker", fold_processes=0 if args.command == "api" else 1)
     except (InfraError, KafkaUnavailable, StoreUnavailable, MigrationError, OSError) as error:
         sys.exit(f"spanstream {args.command}: {error}")
 

@@ -1,16 +1,22 @@
-"""Runs the stream worker and the HTTP API, together or alone, in this process.
+"""Runs Spanstream's long-lived processes: the store owner (ClickHouse sinks, and the API if
+asked), fold workers, and the ingestion-only API.
 
-Embedded chdb may be opened by one process only, so with the embedded store the worker (which
-writes ClickHouse) and the API (which reads it) share one process and one `ClickHouseStore`.
-With a ClickHouse server they can also run as separate processes.
+Embedded chdb may be opened by one process only, so with the embedded store the sinks (which
+write ClickHouse) and the API (which reads it) share one process and one `ClickHouseStore`. The
+fold workers need no store: `spanstream serve` starts one as a child so the stateful work gets
+a core of its own. With a ClickHouse server every part can also run as processes of its own.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import logging
+import signal
 import socket
+import subprocess
+import sys
 from collections.abc import Callable
 
 import faust
@@ -22,7 +28,7 @@ from spanstream.clickhouse import ClickHouseStore
 from spanstream.kafka import ensure_topics
 from spanstream.migrate import migrate_clickhouse, migrate_postgres
 from spanstream.settings import Settings
-from streams.agents import register_agents
+from streams.agents import register_fold_agents, register_sink_agents
 from streams.app import create_faust_app
 from streams.health import HealthRules
 from streams.pricing_source import PriceBookRefresher
@@ -96,25 +102,78 @@ class StoreCloser(mode.Service):
         self._store.close()
 
 
-def run(settings: Settings, *, worker: bool = True, api: bool = True,
+class FoldProcesses(mode.Service):
+    """Runs `spanstream fold` children: the stateful fold gets cores of its own while this
+    process (which owns the store) sinks and serves. A child that dies is started again; a
+    child outlives no parent (PR_SET_PDEATHSIG), even one killed with SIGKILL."""
+
+    def __init__(self, count: int, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self._count = count
+        self._folds: list[subprocess.Popen] = []
+
+    async def on_start(self) -> None:
+        self._folds = [_start_fold_child() for _ in range(self._count)]
+        self.add_future(self._supervise())
+
+    async def _supervise(self) -> None:
+        while not self.should_stop:
+            for index, child in enumerate(self._folds):
+                if child.poll() is not None and not self.should_stop:
+                    log.error("fold worker %d exited with %s; starting it again", child.pid, child.returncode)
+                    self._folds[index] = _start_fold_child()
+            await asyncio.sleep(1.0)
+
+    async def on_stop(self) -> None:
+        for child in self._folds:
+            if child.poll() is None:
+                child.send_signal(signal.SIGTERM)
+        for child in self._folds:
+            try:
+                await asyncio.to_thread(child.wait, 30)
+            except subprocess.TimeoutExpired:
+                child.kill()
+
+
+def _die_with_parent() -> None:
+    libc = ctypes.CDLL("libc.so.6", use_errno=True)
+    libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+def _start_fold_child() -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "spanstream.cli", "fold"], preexec_fn=_die_with_parent)
+
+
+def run(settings: Settings, *, api: bool = True, fold_processes: int = 1,
         extra_services: Callable[[ClickHouseStore], list[mode.Service]] = lambda store: []) -> None:
-    """Waits for the dependencies and migrates, then serves until SIGINT/SIGTERM; then stops
-    consuming, lets the in-flight batch finish and closes the stores."""
+    """The process that owns the analytics store: ClickHouse sinks, the API if asked, and
+    `fold_processes` fold workers as children (0: run them elsewhere, `spanstream fold`).
+    Waits for the dependencies and migrates first; serves until SIGINT/SIGTERM; then stops
+    consuming, lets the in-flight batches finish and closes the store."""
     ensure_topics(settings)
     asyncio.run(migrate_postgres(settings.postgres_dsn))
     store = ClickHouseStore(settings).open()
     migrate_clickhouse(store)
-    app = create_faust_app(settings)
+    app = create_faust_app(settings, f"{settings.worker_id}-sink")
+    register_sink_agents(app, settings, store)
     services: list[mode.Service] = [StoreCloser(store)]
-    if worker:
-        refresher = asyncio.run(PriceBookRefresher.load(
-            settings.postgres_dsn, settings.unknown_model_usd_per_call, settings.pricing_refresh_seconds))
-        register_agents(app, settings, store, refresher, HealthRules(loop_threshold=settings.loop_threshold))
-        services.append(PriceRefresh(refresher))
+    if fold_processes:
+        services.append(FoldProcesses(fold_processes))
     if api:
         services.append(ApiServer(create_app(settings, store), settings.api_host, settings.api_port, settings.api_access_log))
     services.extend(extra_services(store))
     faust.Worker(app, *services, loglevel="info", redirect_stdouts=False).execute_from_commandline()
+
+
+def run_fold(settings: Settings) -> None:
+    """A fold worker: sessions, costs and health from spans; no analytics store. Several may run
+    at once: they share the `spans` partitions as one consumer group."""
+    ensure_topics(settings)
+    refresher = asyncio.run(PriceBookRefresher.load(
+        settings.postgres_dsn, settings.unknown_model_usd_per_call, settings.pricing_refresh_seconds))
+    app = create_faust_app(settings, settings.worker_id)
+    register_fold_agents(app, settings, refresher, HealthRules(loop_threshold=settings.loop_threshold))
+    faust.Worker(app, PriceRefresh(refresher), loglevel="info", redirect_stdouts=False).execute_from_commandline()
 
 
 def run_ingest(settings: Settings) -> None:

@@ -29,37 +29,21 @@ class PriceSource(Protocol):
     def book(self) -> PriceBook: ...
 
 
-def register_agents(
-    app: faust.App, settings: Settings, store: ClickHouseStore, prices: PriceSource, rules: HealthRules
-) -> None:
+def register_fold_agents(app: faust.App, settings: Settings, prices: PriceSource, rules: HealthRules) -> None:
+    """The stateful side: sessions folded from spans. Needs no analytics store, so it can run in
+    processes of its own (one core each) beside the process that owns the store."""
     topics = declare_topics(app, settings)
     # bytes keys and values: Faust stores them raw; the state is our own JSON (streams.sessions).
     sessions = app.Table(SESSIONS_TABLE, key_type=bytes, value_type=bytes, partitions=settings.spans_partitions)
-    spans_out = span_writer(store)
-    sessions_out = ClickHouseWriter(store, "sessions", SESSION_COLUMNS)
-    costs_out = ClickHouseWriter(store, "session_costs", COST_COLUMNS)
-    health_out = ClickHouseWriter(store, "session_health", HEALTH_COLUMNS)
-    batch, within = settings.sink_batch_size, settings.sink_batch_seconds
-
-    @app.agent(topics.spans, name="spans-to-clickhouse")
-    async def spans_to_clickhouse(stream: faust.StreamT) -> None:
-        # take_events acks a batch only after this body returns, i.e. after the insert is
-        # durable: a crash before that redelivers the batch, and the replacing table dedups it.
-        async for events in stream.take_events(batch, within=within):
-            for event in events:
-                spans, unreadable = decode_message(event.value)
-                for span in spans:
-                    spans_out.add(span_row(span))
-                for item in unreadable:
-                    await _dead_letter(topics.spans_dead_letters, event.message, item)
-            await spans_out.flush()
 
     @app.agent(topics.spans, name="fold-sessions")
     async def fold_sessions(stream: faust.StreamT) -> None:
         # One event at a time, not take(): a table write goes to the changelog partition of the
         # current event, which must be the partition the session's spans live in.
         async for event in stream.events():
-            spans, _ = decode_message(event.value)  # unreadable ones are dead-lettered above
+            spans, unreadable = decode_message(event.value)
+            for item in unreadable:
+                await _dead_letter(topics.spans_dead_letters, event.message, item)
             book = prices.book
             for key, group in by_session(spans).items():
                 stored = sessions.get(key)
@@ -72,6 +56,28 @@ def register_agents(
                 await topics.sessions.send(key=key, value=json.dumps(step.record, separators=(",", ":")).encode())
                 if step.health_change is not None and (not step.changed or step.health_change["version"] == state.version):
                     await topics.health.send(key=key, value=json.dumps(step.health_change).encode())
+
+
+
+def register_sink_agents(app: faust.App, settings: Settings, store: ClickHouseStore) -> None:
+    """The writers: spans and the derived topics into ClickHouse, each batch acked once durable."""
+    topics = declare_topics(app, settings)
+    spans_out = span_writer(store)
+    sessions_out = ClickHouseWriter(store, "sessions", SESSION_COLUMNS)
+    costs_out = ClickHouseWriter(store, "session_costs", COST_COLUMNS)
+    health_out = ClickHouseWriter(store, "session_health", HEALTH_COLUMNS)
+    batch, within = settings.sink_batch_size, settings.sink_batch_seconds
+
+    @app.agent(topics.spans, name="spans-to-clickhouse")
+    async def spans_to_clickhouse(stream: faust.StreamT) -> None:
+        # take_events acks a batch only after this body returns, i.e. after the insert is
+        # durable: a crash before that redelivers the batch, and the replacing table dedups it.
+        async for events in stream.take_events(batch, within=within):
+            for event in events:
+                spans, _ = decode_message(event.value)  # the fold worker dead-letters the rest
+                for span in spans:
+                    spans_out.add(span_row(span))
+            await spans_out.flush()
 
     @app.agent(topics.sessions, name="sessions-to-clickhouse")
     async def sessions_to_clickhouse(stream: faust.StreamT) -> None:

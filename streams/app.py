@@ -7,9 +7,10 @@ import faust
 from spanstream.settings import Settings
 
 
-def create_faust_app(settings: Settings) -> faust.App:
+def create_faust_app(settings: Settings, app_id: str) -> faust.App:
+    """`app_id` names the consumer group and the tables' changelog topics."""
     return faust.App(
-        settings.worker_id,
+        app_id,
         broker=f"kafka://{settings.kafka_bootstrap}",
         store="memory://",
         datadir=str(settings.data_dir / "faust"),
