@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> None:
 
             if args.command in ("worker", "api"):
                 _require_server(settings, args.command)
-            run(settings, api=args.command != "worker", fold_processes=0 if args.command == "api" else 1)
+            run(settings, api=args.command != "worker", fold_processes=0 if args.command == "api" else settings.fold_processes)
     except (InfraError, KafkaUnavailable, StoreUnavailable, MigrationError, OSError) as error:
         sys.exit(f"spanstream {args.command}: {error}")
 

@@ -81,7 +81,8 @@ def dev(settings: Settings) -> None:
     migrate_all(settings)
     project_id, key = asyncio.run(ensure_dev_key(settings))
     print(f"project '{DEV_PROJECT}' ({project_id}); API key: {key}", flush=True)
-    run(settings, extra_services=lambda store: [DemoPublisher(settings, store, project_id)])
+    run(settings, fold_processes=settings.fold_processes,
+        extra_services=lambda store: [DemoPublisher(settings, store, project_id)])
 
 
 async def create_key(settings: Settings, slug: str) -> str:

@@ -52,6 +52,8 @@ class Settings(BaseSettings):
     sink_batch_size: int = Field(default=5000, ge=1)
     sink_batch_seconds: float = Field(default=0.5, gt=0)
     worker_id: str = "spanstream-worker"
+    # Fold worker processes `spanstream serve` and `spanstream worker` start as children.
+    fold_processes: int = Field(default=1, ge=0, le=64)
 
     @field_validator("clickhouse_url")
     @classmethod
