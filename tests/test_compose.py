@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-APP_SERVICES = ("api", "worker")
+APP_SERVICES = ("api", "worker", "fold")
 
 
 def _docker_compose_available() -> tuple[bool, str]:
@@ -42,7 +42,7 @@ def compose() -> dict:
 
 
 def test_every_component_of_the_topology_is_a_service(compose: dict) -> None:
-    expected = {"kafka", "clickhouse", "postgres", "migrate", "api", "worker", "prometheus"}
+    expected = {"kafka", "clickhouse", "postgres", "migrate", "api", "worker", "fold", "prometheus"}
     assert expected <= set(compose["services"])
 
 
