@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import ctypes
 import logging
+import os
 import signal
 import socket
 import subprocess
@@ -113,7 +114,7 @@ class FoldProcesses(mode.Service):
         self._folds: list[subprocess.Popen] = []
 
     async def on_start(self) -> None:
-        self._folds = [_start_fold_child() for _ in range(self._count)]
+        self._folds = [_start_fold_child(index) for index in range(self._count)]
         self.add_future(self._supervise())
 
     async def _supervise(self) -> None:
@@ -121,7 +122,7 @@ class FoldProcesses(mode.Service):
             for index, child in enumerate(self._folds):
                 if child.poll() is not None and not self.should_stop:
                     log.error("fold worker %d exited with %s; starting it again", child.pid, child.returncode)
-                    self._folds[index] = _start_fold_child()
+                    self._folds[index] = _start_fold_child(index)
             await asyncio.sleep(1.0)
 
     async def on_stop(self) -> None:
@@ -140,8 +141,9 @@ def _die_with_parent() -> None:
     libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
-def _start_fold_child() -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "spanstream.cli", "fold"], preexec_fn=_die_with_parent)
+def _start_fold_child(index: int) -> subprocess.Popen:
+    env = {**os.environ, "SPANSTREAM_FOLD_INDEX": str(index)}
+    return subprocess.Popen([sys.executable, "-m", "spanstream.cli", "fold"], env=env, preexec_fn=_die_with_parent)
 
 
 def run(settings: Settings, *, api: bool = True, fold_processes: int = 1,
@@ -154,7 +156,7 @@ def run(settings: Settings, *, api: bool = True, fold_processes: int = 1,
     asyncio.run(migrate_postgres(settings.postgres_dsn))
     store = ClickHouseStore(settings).open()
     migrate_clickhouse(store)
-    app = create_faust_app(settings, f"{settings.worker_id}-sink")
+    app = create_faust_app(settings, f"{settings.worker_id}-sink", "sink")
     register_sink_agents(app, settings, store)
     services: list[mode.Service] = [StoreCloser(store)]
     if fold_processes:
@@ -171,7 +173,7 @@ def run_fold(settings: Settings) -> None:
     ensure_topics(settings)
     refresher = asyncio.run(PriceBookRefresher.load(
         settings.postgres_dsn, settings.unknown_model_usd_per_call, settings.pricing_refresh_seconds))
-    app = create_faust_app(settings, settings.worker_id)
+    app = create_faust_app(settings, settings.worker_id, f"fold-{settings.fold_index}")
     register_fold_agents(app, settings, refresher, HealthRules(loop_threshold=settings.loop_threshold))
     faust.Worker(app, PriceRefresh(refresher), loglevel="info", redirect_stdouts=False).execute_from_commandline()
 

@@ -54,6 +54,10 @@ class Settings(BaseSettings):
     worker_id: str = "spanstream-worker"
     # Fold worker processes `spanstream serve` and `spanstream worker` start as children.
     fold_processes: int = Field(default=1, ge=0, le=64)
+    # Which fold worker on this machine this is: each keeps its local table store apart.
+    fold_index: int = Field(default=0, ge=0)
+    # Faust's table store: rocksdb:// (on disk, through rocksdict) or memory://.
+    table_store: str = "rocksdb://"
 
     @field_validator("clickhouse_url")
     @classmethod

@@ -7,13 +7,16 @@ import faust
 from spanstream.settings import Settings
 
 
-def create_faust_app(settings: Settings, app_id: str) -> faust.App:
-    """`app_id` names the consumer group and the tables' changelog topics."""
+def create_faust_app(settings: Settings, app_id: str, datadir_name: str = "faust") -> faust.App:
+    """`app_id` names the consumer group and the tables' changelog topics; `datadir_name` the
+    directory of this process's local table store (two processes must not share one)."""
     return faust.App(
         app_id,
         broker=f"kafka://{settings.kafka_bootstrap}",
-        store="memory://",
-        datadir=str(settings.data_dir / "faust"),
+        # Tables live in RocksDB (through rocksdict) by default: a million open sessions do not
+        # fit in memory. The changelog topic stays the source of truth either way.
+        store=settings.table_store,
+        datadir=str(settings.data_dir / datadir_name),
         # A new consumer group starts from the oldest retained span: views are rebuilt from the log.
         consumer_auto_offset_reset="earliest",
         topic_partitions=settings.spans_partitions,
