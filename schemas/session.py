@@ -37,12 +37,9 @@ class CostCell(BaseModel):
     cost_nano_usd: int
 
 
-class SessionRecord(BaseModel):
-    """The latest state of a session. `version` grows with every change, so any store keyed by
-    (project_id, session_id) keeps the record with the highest version; replaying the topics
-    yields the same records with the same versions."""
+class SessionFields(BaseModel):
+    """What a session is, as readers see it."""
 
-    project_id: str
     session_id: str
     version: int
     first_at: datetime
@@ -65,4 +62,12 @@ class SessionRecord(BaseModel):
     unpriced_calls: int
     health_tag: HealthTag
     status: Literal["open", "closed"]
+
+
+class SessionRecord(SessionFields):
+    """The latest state of a session, on the `sessions` topic. `version` grows with every
+    change, so any store keyed by (project_id, session_id) keeps the record with the highest
+    version; replaying the topics yields the same records with the same versions."""
+
+    project_id: str
     costs: list[CostCell]

@@ -5,53 +5,9 @@ from __future__ import annotations
 import time
 import uuid
 
-from confluent_kafka import Consumer, KafkaError, Message
+from confluent_kafka import Consumer, KafkaError
 
 from schemas.span import Span, decode_message
-
-
-def read_messages(bootstrap: str, topic: str, expected: int, timeout: float = 20.0) -> list[Message]:
-    """Every message of `topic` from the start, until `expected` arrived or `timeout` passed."""
-    consumer = Consumer({
-        "bootstrap.servers": bootstrap,
-        "group.id": f"test-{uuid.uuid4().hex}",
-        "auto.offset.reset": "earliest",
-        "enable.auto.commit": False,
-    })
-    consumer.subscribe([topic])
-    messages: list[Message] = []
-    deadline = time.monotonic() + timeout
-    try:
-        while len(messages) < expected and time.monotonic() < deadline:
-            message = consumer.poll(0.2)
-            if message is not None and message.error() is None:
-                messages.append(message)
-    finally:
-        consumer.close()
-    return messages
-
-
-def read_spans(bootstrap: str, topic: str, expected: int, timeout: float = 20.0) -> list[Span]:
-    """Spans from a topic whose messages may be single spans or batches; stops at `expected` spans."""
-    consumer = Consumer({
-        "bootstrap.servers": bootstrap,
-        "group.id": f"test-{uuid.uuid4().hex}",
-        "auto.offset.reset": "earliest",
-        "enable.auto.commit": False,
-    })
-    consumer.subscribe([topic])
-    spans: list[Span] = []
-    deadline = time.monotonic() + timeout
-    try:
-        while len(spans) < expected and time.monotonic() < deadline:
-            message = consumer.poll(0.2)
-            if message is not None and message.error() is None:
-                decoded, unreadable = decode_message(message.value())
-                assert not unreadable, unreadable
-                spans.extend(decoded)
-    finally:
-        consumer.close()
-    return spans
 
 
 def read_all_spans(bootstrap: str, topic: str, timeout: float = 20.0) -> list[Span]:

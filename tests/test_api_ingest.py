@@ -18,7 +18,7 @@ from api.ratelimit import SpanRateLimiter
 from api.repositories.projects import create_api_key, ensure_project
 from schemas.span import PAYLOAD_CAP
 from spanstream.kafka import ensure_topics
-from tests.kafka_helpers import read_all_spans, read_spans
+from tests.kafka_helpers import read_all_spans
 
 pytestmark = pytest.mark.anyio
 NOW = datetime.now(UTC).replace(microsecond=0)
@@ -70,7 +70,7 @@ async def test_langsight_spans_round_trip_to_kafka(settings, project):
         response = await client.post("/api/traces/spans", json=posted, headers={"X-API-Key": key})
         assert response.status_code == 207, response.text
         assert response.json()["accepted"] == 2 and response.json()["rejected"] == 0
-        spans = {s.span_id: s for s in read_spans(settings.kafka_bootstrap, client.settings.spans_topic, 2)}
+        spans = {s.span_id: s for s in read_all_spans(settings.kafka_bootstrap, client.settings.spans_topic)}
     assert set(spans) == {posted[0]["span_id"], posted[1]["span_id"]}
     first = spans[posted[0]["span_id"]]
     assert first.project_id == project_id  # the key decides the project
@@ -94,7 +94,7 @@ async def test_each_bad_span_is_rejected_with_its_reason_and_the_rest_accepted(s
     async with client_for(settings) as client:
         response = await client.post("/api/traces/spans", json=posted, headers={"Authorization": f"Bearer {key}"})
         body = response.json()
-        spans = read_spans(settings.kafka_bootstrap, client.settings.spans_topic, 2)
+        spans = read_all_spans(settings.kafka_bootstrap, client.settings.spans_topic)
     assert response.status_code == 207
     assert (body["accepted"], body["rejected"]) == (2, 4)
     statuses = [(r["index"], r["status"]) for r in body["results"]]
@@ -112,7 +112,7 @@ async def test_oversized_payloads_are_truncated_and_flagged(settings, project):
     posted = [langsight_span(llm_output="x" * (PAYLOAD_CAP + 10), error="e" * 9000)]
     async with client_for(settings) as client:
         response = await client.post("/api/traces/spans", json=posted, headers={"X-API-Key": key})
-        [span] = read_spans(settings.kafka_bootstrap, client.settings.spans_topic, 1)
+        [span] = read_all_spans(settings.kafka_bootstrap, client.settings.spans_topic)
     result = response.json()["results"][0]
     assert result["status"] == "accepted" and "error, llm_output" in result["reason"]
     assert len(span.llm_output) == PAYLOAD_CAP and span.truncated_fields == ["error", "llm_output"]

@@ -10,58 +10,21 @@ from pydantic import BaseModel, computed_field
 
 from api.deps import AppSettings, CurrentProject, Store
 from api.repositories.sessions import get_session, list_sessions, summarize_sessions
-from schemas.session import HealthTag
+from schemas.session import CostCell, HealthTag, SessionFields
 
 router = APIRouter(prefix="/api/agents/sessions", tags=["sessions"])
 NANO = 1_000_000_000
 
 
-class SessionOut(BaseModel):
-    session_id: str
-    version: int
-    first_at: datetime
-    last_at: datetime
-    duration_ms: float
-    spans: int
-    llm_calls: int
-    tool_calls: int
-    failed_calls: int
-    errors: int
-    agents: list[str]
-    servers: list[str]
-    models: list[str]
-    input_tokens: int
-    output_tokens: int
-    cache_read_tokens: int
-    cache_creation_tokens: int
-    thinking_tokens: int
-    cost_nano_usd: int
-    unpriced_calls: int
-    health_tag: str
-    status: str
-
+class SessionOut(SessionFields):
     @computed_field
     @property
     def cost_usd(self) -> float:
         return self.cost_nano_usd / NANO
 
 
-class CostCellOut(BaseModel):
-    hour: datetime
-    model_id: str
-    agent_name: str
-    server_name: str
-    calls: int
-    input_tokens: int
-    output_tokens: int
-    cache_read_tokens: int
-    cache_creation_tokens: int
-    thinking_tokens: int
-    cost_nano_usd: int
-
-
 class SessionDetail(SessionOut):
-    costs: list[CostCellOut]
+    costs: list[CostCell]
 
 
 class SessionPage(BaseModel):
