@@ -141,6 +141,20 @@ def migrate_all(settings: Settings) -> dict[str, list[str]]:
     store = ClickHouseStore(settings).open()
     try:
         clickhouse = migrate_clickhouse(store)
+        apply_spans_ttl(store, settings.spans_ttl_days)
     finally:
         store.close()
     return {"postgres": postgres, "clickhouse": clickhouse}
+
+
+def apply_spans_ttl(store: ClickHouseStore, days: int) -> bool:
+    """Makes the spans table keep `days` days (SPANSTREAM_SPANS_TTL_DAYS); True if it changed.
+    A setting rather than a migration: retention is an operator's choice per deployment."""
+    wanted = f"TTL toDateTime(started_at) + toIntervalDay({days})"
+    [table] = store.query_sync(
+        "SELECT create_table_query AS ddl FROM system.tables WHERE database = currentDatabase() AND name = 'spans'"
+    )
+    if wanted in table["ddl"]:
+        return False
+    store.command_sync(f"ALTER TABLE spans MODIFY TTL toDateTime(started_at) + toIntervalDay({int(days)})")
+    return True

@@ -27,7 +27,7 @@ import uvicorn
 from api.app import create_app
 from spanstream.clickhouse import ClickHouseStore
 from spanstream.kafka import ensure_topics
-from spanstream.migrate import migrate_clickhouse, migrate_postgres
+from spanstream.migrate import apply_spans_ttl, migrate_clickhouse, migrate_postgres
 from spanstream.settings import Settings
 from streams.agents import register_fold_agents, register_sink_agents
 from streams.app import create_faust_app
@@ -156,6 +156,7 @@ def run(settings: Settings, *, api: bool = True, fold_processes: int = 1,
     asyncio.run(migrate_postgres(settings.postgres_dsn))
     store = ClickHouseStore(settings).open()
     migrate_clickhouse(store)
+    apply_spans_ttl(store, settings.spans_ttl_days)
     app = create_faust_app(settings, f"{settings.worker_id}-sink", "sink")
     register_sink_agents(app, settings, store)
     services: list[mode.Service] = [StoreCloser(store)]

@@ -32,6 +32,8 @@ class Settings(BaseSettings):
     spans_partitions: int = Field(default=6, ge=1)
     # Replay rebuilds views from what the topic retains, so retention bounds what can be rebuilt.
     spans_retention_hours: float = Field(default=7 * 24, gt=0)
+    # How long ClickHouse keeps raw spans (the derived views are kept until deleted).
+    spans_ttl_days: int = Field(default=90, ge=1)
     sessions_topic: str = "sessions"
     health_topic: str = "health"
     # Health rules (docs/health-tags.md).

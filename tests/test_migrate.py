@@ -56,3 +56,19 @@ def test_a_badly_named_migration_is_refused(store, tmp_path):
     (tmp_path / "clickhouse" / "spans.sql").write_text("SELECT 1")
     with pytest.raises(MigrationError, match="NNNN_name.sql"):
         migrate_clickhouse(store, tmp_path)
+
+
+def test_spans_retention_follows_the_setting(store):
+    from spanstream.migrate import apply_spans_ttl
+
+    def ddl() -> str:
+        return store.query_sync("SELECT create_table_query AS q FROM system.tables "
+                                "WHERE database = currentDatabase() AND name = 'spans'")[0]["q"]
+
+    try:
+        assert apply_spans_ttl(store, 30) is True
+        assert "toIntervalDay(30)" in ddl()
+        assert apply_spans_ttl(store, 30) is False  # already so: nothing to do
+    finally:
+        apply_spans_ttl(store, 90)
+    assert "toIntervalDay(90)" in ddl()
