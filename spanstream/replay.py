@@ -20,7 +20,7 @@ from confluent_kafka import Consumer, TopicPartition
 from schemas.span import decode_message
 from spanstream.clickhouse import ClickHouseStore
 from spanstream.settings import Settings
-from streams.health import HealthRules
+from streams.health import rules_from_budgets
 from streams.pricing_source import load_price_book
 from streams.session_rows import COST_COLUMNS, HEALTH_COLUMNS, SESSION_COLUMNS, cost_rows, health_row, session_row
 from streams.session_step import apply_spans, by_session
@@ -72,7 +72,7 @@ def _fresh_tables(store: ClickHouseStore, views: tuple[str, ...]) -> None:
 def replay(settings: Settings, store: ClickHouseStore, reprice: bool = False, report=print) -> Progress:
     views = SESSION_VIEWS if reprice else SPAN_VIEWS + SESSION_VIEWS
     book = asyncio.run(load_price_book(settings.postgres_dsn, settings.unknown_model_usd_per_call))
-    rules = HealthRules(loop_threshold=settings.loop_threshold)
+    rules = rules_from_budgets(settings.loop_threshold, settings.budgets)
     _fresh_tables(store, views)
     writers = {
         "spans": ClickHouseWriter(store, f"spans{SUFFIX}", SPAN_COLUMNS),

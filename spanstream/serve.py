@@ -31,7 +31,7 @@ from spanstream.migrate import apply_spans_ttl, migrate_clickhouse, migrate_post
 from spanstream.settings import Settings
 from streams.agents import register_fold_agents, register_sink_agents
 from streams.app import create_faust_app
-from streams.health import HealthRules
+from streams.health import rules_from_budgets
 from streams.pricing_source import PriceBookRefresher
 
 log = logging.getLogger(__name__)
@@ -175,7 +175,7 @@ def run_fold(settings: Settings) -> None:
     refresher = asyncio.run(PriceBookRefresher.load(
         settings.postgres_dsn, settings.unknown_model_usd_per_call, settings.pricing_refresh_seconds))
     app = create_faust_app(settings, settings.worker_id, f"fold-{settings.fold_index}")
-    register_fold_agents(app, settings, refresher, HealthRules(loop_threshold=settings.loop_threshold))
+    register_fold_agents(app, settings, refresher, rules_from_budgets(settings.loop_threshold, settings.budgets))
     faust.Worker(app, PriceRefresh(refresher), loglevel="info", redirect_stdouts=False).execute_from_commandline()
 
 

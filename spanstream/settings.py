@@ -38,6 +38,9 @@ class Settings(BaseSettings):
     health_topic: str = "health"
     # Health rules (docs/health-tags.md).
     loop_threshold: int = Field(default=3, ge=2)
+    # Session budgets, JSON: {"<project id>": {"tokens": 100000, "usd": 2.5},
+    # "<project id>/<agent name>": {"usd": 0.5}}. Over budget: the `budget_exceeded` tag.
+    budgets: dict[str, dict[str, float]] = Field(default_factory=dict)
     # An open, otherwise healthy session with no span for this long reads as `incomplete`.
     incomplete_after_seconds: float = Field(default=30 * 60, gt=0)
     # Spans priced with an unknown model are charged this per call and flagged.

@@ -35,6 +35,25 @@ class HealthRules:
     incomplete_after_us: int = 30 * 60 * 1_000_000
 
 
+def rules_from_budgets(loop_threshold: int, budgets: dict[str, dict[str, float]]) -> HealthRules:
+    """Rules from configured budgets: keys are a project id, or `project_id/agent_name`; values
+    have `tokens` and/or `usd`."""
+    project_budgets: dict[str, Budget] = {}
+    agent_budgets: dict[tuple[str, str], Budget] = {}
+    for key, limits in budgets.items():
+        usd = limits.get("usd")
+        budget = Budget(
+            tokens=int(limits["tokens"]) if limits.get("tokens") is not None else None,
+            nano_usd=int(round(usd * 1_000_000_000)) if usd is not None else None,
+        )
+        project, _, agent = key.partition("/")
+        if agent:
+            agent_budgets[(project, agent)] = budget
+        else:
+            project_budgets[project] = budget
+    return HealthRules(loop_threshold, project_budgets, agent_budgets)
+
+
 def has_loop(state: SessionState, threshold: int) -> bool:
     run, previous = 0, None
     for call in sorted(state.tool_history):

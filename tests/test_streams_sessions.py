@@ -146,3 +146,14 @@ def test_a_redelivered_message_gives_back_the_same_record_and_health_change():
     assert first.changed and not again.changed
     assert again.record == first.record and again.health_change == first.health_change
     assert first.health_change["health_tag"] == "tool_failure" and first.health_change["version"] == 2
+
+
+def test_budgets_from_configuration():
+    from streams.health import rules_from_budgets
+
+    rules = rules_from_budgets(3, {"p": {"usd": 0.000001}, "p/planner": {"tokens": 500}})
+    assert rules.project_budgets["p"].nano_usd == 1000
+    assert rules.agent_budgets[("p", "planner")].tokens == 500
+    spans = [span("l", 1, span_type="llm", agent_name="planner", input_tokens=400, output_tokens=200)]
+    assert health_tag(folded(spans), rules) == "budget_exceeded"
+    assert health_tag(folded(spans), rules_from_budgets(3, {"p/other": {"tokens": 1}})) == "success"
