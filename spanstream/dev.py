@@ -55,18 +55,21 @@ class DemoPublisher(mode.Service):
         producer = make_producer(self._settings)
         await asyncio.to_thread(publish_spans, producer, self._settings.spans_topic, spans)
         session = spans[0].session_id
+        visible = False
         for _ in range(600):
             rows = await self._store.query(
                 "SELECT count() AS n FROM spans FINAL WHERE project_id = {p:String} AND session_id = {s:String}",
                 {"p": self._project_id, "s": session},
             )
-            if rows[0]["n"] == len(spans):
+            visible = rows[0]["n"] == len(spans)
+            if visible:
                 break
             await asyncio.sleep(0.1)
         s = self._settings
         base = f"http://{s.api_host}:{s.api_port}"
         print(
-            f"\nSpanstream is running. Published {len(spans)} demo spans (session {session}).\n"
+            f"\nSpanstream is running. Published {len(spans)} demo spans (session {session})"
+            f"{'' if visible else ', not visible yet: the worker is still catching up with the topic'}.\n"
             f"  API        {base}   (OpenAPI docs: {base}/docs)\n"
             f"  API key    saved in {s.data_dir / 'dev-api-key'}\n"
             f"  Spans      curl -H \"X-API-Key: $(cat {s.data_dir / 'dev-api-key'})\" {base}/api/spans\n"
