@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from datetime import UTC, datetime
 
 from pydantic import ValidationError
 
@@ -26,9 +27,19 @@ def _parser() -> argparse.ArgumentParser:
     replay = commands.add_parser("replay", help="rebuild the derived views from the retained spans topic")
     replay.add_argument("--reprice", action="store_true",
                         help="rebuild only the views that carry costs, at today's price rows")
+    replay.add_argument("--from", dest="since", type=_moment, metavar="TIME",
+                        help="rebuild in place only the sessions with spans published since TIME (ISO 8601)")
     key = commands.add_parser("create-key", help="create a project (if needed) and print a new API key for it")
     key.add_argument("project", help="project slug, e.g. default")
     return parser
+
+
+def _moment(text: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"not an ISO 8601 time: {text!r}") from error
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def _require_server(settings, what: str) -> None:
@@ -76,7 +87,7 @@ def main(argv: list[str] | None = None) -> None:
             store = ClickHouseStore(settings).open()
             try:
                 migrate_clickhouse(store)
-                replay(settings, store, reprice=args.reprice)
+                replay(settings, store, reprice=args.reprice, since=args.since)
             finally:
                 store.close()
         elif args.command == "ingest":

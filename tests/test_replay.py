@@ -75,3 +75,32 @@ def test_replayed_views_equal_the_live_ones(settings, store, live):
     again = {row["session_id"]: row for row in store.query_sync(
         "SELECT * FROM sessions FINAL WHERE project_id = {p:String}", {"p": project_id})}
     assert again == replayed
+
+    # --from: only sessions with spans since then are rebuilt, in place, from all their spans.
+    since = datetime.now(UTC)
+    time.sleep(0.01)
+    touched = sessions[0][0].session_id
+    late = sessions[0][1].model_copy(update={"span_id": "late-span", "started_at": start + timedelta(minutes=20),
+                                             "ended_at": start + timedelta(minutes=21)})
+    fresh = sessions[1][0].model_copy(update={"session_id": "fresh-session", "span_id": "fresh-1"})
+    for message_key, value in session_messages([late, fresh]):
+        producer.produce(topics["spans"], key=message_key, value=value)
+    assert producer.flush(30) == 0
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        summary = httpx.get(f"{running.base}/api/agents/sessions/summary", headers={"X-API-Key": key}).json()
+        if summary["spans"] == len(spans) + 2:
+            break
+        time.sleep(0.3)
+    lines.clear()
+    replay(replay_settings, store, since=since, report=lines.append)
+    assert any("2 sessions have spans since" in line for line in lines), lines
+    after = {row["session_id"]: row for row in store.query_sync(
+        "SELECT * FROM sessions FINAL WHERE project_id = {p:String}", {"p": project_id})}
+    assert set(after) == set(replayed) | {"fresh-session"}
+    for session_id in (touched, "fresh-session"):
+        live_row = httpx.get(f"{running.base}/api/agents/sessions/{session_id}", headers={"X-API-Key": key}).json()
+        assert {name: live_row[name] for name in COMPARED} == {name: after[session_id][name] for name in COMPARED}
+    assert after[touched]["spans"] == replayed[touched]["spans"] + 1
+    untouched = [s for s in replayed if s != touched]
+    assert all(after[s] == replayed[s] for s in untouched)
