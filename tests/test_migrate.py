@@ -72,3 +72,27 @@ def test_spans_retention_follows_the_setting(store):
     finally:
         apply_spans_ttl(store, 90)
     assert "toIntervalDay(90)" in ddl()
+
+
+def test_mcp_server_stats_count_each_call_once_however_often_it_is_written(store):
+    from datetime import UTC, datetime, timedelta
+
+    from schemas.span import Span
+    from streams.sink import SPAN_COLUMNS, span_row
+
+    at = datetime(2026, 5, 1, 10, 15, tzinfo=UTC)
+    spans = [
+        Span(project_id="stats-test", session_id="s", span_id=f"c{i}", span_type="tool_call", server_name="docs-mcp",
+             tool_name="search", status="error" if i == 0 else "success", started_at=at + timedelta(seconds=i),
+             ended_at=at + timedelta(seconds=i, milliseconds=100 * (i + 1)))
+        for i in range(4)
+    ]
+    rows = [span_row(span) for span in spans]
+    store.insert_sync("spans", rows, SPAN_COLUMNS)
+    store.insert_sync("spans", rows[:2], SPAN_COLUMNS)  # a redelivered batch
+    [stats] = store.query_sync(
+        """SELECT uniqExactMerge(calls) AS calls, uniqExactIfMerge(failures) AS failures,
+                  quantilesTDigestMerge(0.5, 0.95, 0.99)(latency_ms) AS latency
+           FROM mcp_server_stats WHERE project_id = 'stats-test' AND server_name = 'docs-mcp'""")
+    assert (stats["calls"], stats["failures"]) == (4, 1)
+    assert 100 <= stats["latency"][0] <= 400
