@@ -26,7 +26,7 @@ from streams.health import rules_from_budgets
 from streams.pricing_source import load_price_book
 from streams.session_rows import COST_COLUMNS, HEALTH_COLUMNS, SESSION_COLUMNS, cost_rows, health_row, session_row
 from streams.session_step import apply_spans, by_session
-from streams.sessions import SessionState
+from streams.sessions import SessionState, session_record
 from streams.sink import SPAN_COLUMNS, ClickHouseWriter, span_row
 
 SPAN_VIEWS = ("spans",)
@@ -134,7 +134,6 @@ def replay(settings: Settings, store: ClickHouseStore, reprice: bool = False, si
         "fetch.max.bytes": 64 * 1024 * 1024,
     })
     states: dict[bytes, SessionState] = {}
-    latest: dict[bytes, dict] = {}
 
     def flush() -> None:
         for writer in writers.values():
@@ -165,14 +164,14 @@ def replay(settings: Settings, store: ClickHouseStore, reprice: bool = False, si
                     writers["spans"].add(span_row(span))
             for key, group in by_session(spans).items():
                 state = states.get(key) or states.setdefault(key, SessionState(group[0].project_id, group[0].session_id))
-                step = apply_spans(state, group, book, rules)
-                latest[key] = step.record
+                step = apply_spans(state, group, book, rules, with_record=False)
                 change = step.health_change
                 if step.changed and change is not None and change["version"] == state.version:
                     writers["session_health"].add(health_row(change))
 
         _scan(consumer, topic, lows, ends, fold_message, report, progress, flush)
-        for record in latest.values():
+        for state in states.values():
+            record = session_record(state, state.health_tag)
             writers["sessions"].add(session_row(record))
             for row in cost_rows(record):
                 writers["session_costs"].add(row)

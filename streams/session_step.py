@@ -35,7 +35,9 @@ def by_session(spans: Iterable[Span]) -> dict[bytes, list[Span]]:
     return groups
 
 
-def apply_spans(state: SessionState, spans: list[Span], book: PriceBook, rules: HealthRules) -> Step:
+def apply_spans(
+    state: SessionState, spans: list[Span], book: PriceBook, rules: HealthRules, with_record: bool = True
+) -> Step:
     """Folds `spans` into `state` (in place) and returns what to publish. When every span was
     seen before (a redelivery after a crash), it returns the latest record and health change
     again, unchanged: the crash may have come after the table's changelog write but before
@@ -49,7 +51,8 @@ def apply_spans(state: SessionState, spans: list[Span], book: PriceBook, rules: 
         if tag != state.health_tag:
             state.previous_tag, state.health_tag = state.health_tag, tag
             state.tag_version, state.tag_at_us = state.version, state.last_us or 0
-    record = session_record(state, state.health_tag)
+    # Replay wants only each session's last record, so it skips building the intermediate ones.
+    record = session_record(state, state.health_tag) if with_record else {}
     change = None
     if state.tag_version:
         change = {"project_id": state.project_id, "session_id": state.session_id, "version": state.tag_version,
