@@ -11,6 +11,7 @@ import faust
 from schemas.span import Unreadable, decode_message
 from spanstream.clickhouse import ClickHouseStore
 from spanstream.settings import Settings
+from streams.derived import DerivedPublisher
 from streams.health import HealthRules
 from streams.pricing import PriceBook
 from streams.session_rows import COST_COLUMNS, HEALTH_COLUMNS, SESSION_COLUMNS, cost_rows, health_row, session_row
@@ -33,6 +34,8 @@ def register_fold_agents(app: faust.App, settings: Settings, prices: PriceSource
     """The stateful side: sessions folded from spans. Needs no analytics store, so it can run in
     processes of its own (one core each) beside the process that owns the store."""
     topics = declare_topics(app, settings)
+    derived = DerivedPublisher(settings)
+    derived.attach(app)
     # bytes keys and values: Faust stores them raw; the state is our own JSON (streams.sessions).
     sessions = app.Table(SESSIONS_TABLE, key_type=bytes, value_type=bytes, partitions=settings.spans_partitions)
 
@@ -51,11 +54,11 @@ def register_fold_agents(app: faust.App, settings: Settings, prices: PriceSource
                 step = apply_spans(state, group, book, rules)
                 if step.changed:
                     sessions[key] = json.dumps(dump_state(state), separators=(",", ":")).encode()
-                # Sent now, and durable before this event's offset is committed: Faust flushes the
-                # producer before every commit. A redelivery re-sends the same versions (harmless).
-                await topics.sessions.send(key=key, value=json.dumps(step.record, separators=(",", ":")).encode())
+                # Durable before this event's offset is committed (streams/derived.py). A
+                # redelivery re-sends the same versions, which is harmless.
+                derived.publish(settings.sessions_topic, key, json.dumps(step.record, separators=(",", ":")).encode())
                 if step.health_change is not None and (not step.changed or step.health_change["version"] == state.version):
-                    await topics.health.send(key=key, value=json.dumps(step.health_change).encode())
+                    derived.publish(settings.health_topic, key, json.dumps(step.health_change).encode())
 
 
 
