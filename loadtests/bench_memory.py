@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -99,9 +100,13 @@ def main() -> None:
     finally:
         fold.terminate()
         fold.wait(60)
-        AdminClient({"bootstrap.servers": settings.kafka_bootstrap}).delete_topics(
+        admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})  # alive until the deletes finish
+        deletions = admin.delete_topics(
             [settings.spans_topic, f"{settings.spans_topic}.dlq", settings.sessions_topic, settings.health_topic,
              f"{settings.worker_id}-sessions-changelog"])
+        for future in deletions.values():
+            future.result(30)
+        shutil.rmtree(data_dir, ignore_errors=True)
     fold_seconds = done_at - began
     print(f"\n{args.sessions:,} open sessions, table store {args.store}")
     print(f"raw consume (no decoding)   {args.sessions / raw_seconds:>10,.0f} spans/s")

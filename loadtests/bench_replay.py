@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import shutil
 import tempfile
 import time
 import uuid
@@ -82,9 +83,13 @@ def main() -> None:
         rows = store.query_sync("SELECT count() AS n, sum(spans) AS spans FROM sessions FINAL")[0]
     finally:
         store.close()
-        AdminClient({"bootstrap.servers": settings.kafka_bootstrap}).delete_topics(
+        shutil.rmtree(data_dir, ignore_errors=True)
+        admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})  # alive until the deletes finish
+        deletions = admin.delete_topics(
             [settings.spans_topic, f"{settings.spans_topic}.dlq", settings.sessions_topic, settings.health_topic,
              f"{settings.worker_id}-sessions-changelog"])
+        for future in deletions.values():
+            future.result(30)
     assert rows["n"] == sessions and rows["spans"] == total_spans, rows
 
     print(f"\n{total_spans:,} spans in {messages:,} messages ({args.spans_per_session} spans per session message)")
