@@ -73,6 +73,7 @@ class DemoPublisher(mode.Service):
             f"  API        {base}   (OpenAPI docs: {base}/docs)\n"
             f"  API key    saved in {s.data_dir / 'dev-api-key'}\n"
             f"  Spans      curl -H \"X-API-Key: $(cat {s.data_dir / 'dev-api-key'})\" {base}/api/spans\n"
+            f"  Sessions   curl -H \"X-API-Key: $(cat {s.data_dir / 'dev-api-key'})\" {base}/api/agents/sessions\n"
             f"  Publish    to Kafka topic '{s.spans_topic}' at {s.kafka_bootstrap} (JSON Span v1, keyed by session_id)\n"
             "  Ctrl-C stops everything.\n",
             flush=True,
