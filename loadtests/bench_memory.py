@@ -14,10 +14,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from confluent_kafka import Consumer, TopicPartition
-from confluent_kafka.admin import AdminClient
 
 from schemas.span import Span, encode_span
-from spanstream.kafka import ensure_topics
+from spanstream.kafka import delete_topics, ensure_topics
 from spanstream.producer import make_producer
 from spanstream.settings import load_settings
 
@@ -100,12 +99,7 @@ def main() -> None:
     finally:
         fold.terminate()
         fold.wait(60)
-        admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})  # alive until the deletes finish
-        deletions = admin.delete_topics(
-            [settings.spans_topic, f"{settings.spans_topic}.dlq", settings.sessions_topic, settings.health_topic,
-             f"{settings.worker_id}-sessions-changelog"])
-        for future in deletions.values():
-            future.result(30)
+        delete_topics(settings)
         shutil.rmtree(data_dir, ignore_errors=True)
     fold_seconds = done_at - began
     print(f"\n{args.sessions:,} open sessions, table store {args.store}")

@@ -25,14 +25,13 @@ from pathlib import Path
 import asyncpg
 import httpx
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
-from confluent_kafka.admin import AdminClient
 
 from api.repositories.projects import project_for_key
 from loadtests.bench_http_ingest import create_key, percentile, process_usage
 from loadtests.bench_produce import Result, machine, publish
 from loadtests.generate import generate_session
 from schemas.span import Span, session_messages
-from spanstream.kafka import KafkaUnavailable, changelog_topic_name, check_kafka, ensure_topics
+from spanstream.kafka import KafkaUnavailable, changelog_topic_name, check_kafka, delete_topics, ensure_topics
 from spanstream.producer import make_producer
 from spanstream.settings import Settings, load_settings
 
@@ -297,12 +296,9 @@ class PipelineServer:
                 self.process.wait()
         return self.process.returncode
 
-    def clean_up(self, admin: AdminClient) -> None:
+    def clean_up(self) -> None:
         try:
-            existing = set(admin.list_topics(timeout=10).topics)
-            names = [name for name in self.topics() if name in existing]
-            for future in (admin.delete_topics(names, operation_timeout=30).values() if names else []):
-                future.result()
+            delete_topics(self.settings)
         except KafkaException as error:
             print(f"could not delete topics {self.topics()}: {error}", file=sys.stderr)
         shutil.rmtree(self.data_dir, ignore_errors=True)
@@ -656,7 +652,6 @@ def run(args: argparse.Namespace) -> int:
     suffix = uuid.uuid4().hex[:8]
     server = PipelineServer(suffix)
     settings = server.settings
-    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
     print(f"machine: {machine()}\nbroker: {settings.kafka_bootstrap}, on this machine")
     print(f"run {suffix}: topic {settings.spans_topic} ({settings.spans_partitions} partitions), worker "
           f"{settings.worker_id}, sink batches of {settings.sink_batch_size:,} rows or {settings.sink_batch_seconds} s")
@@ -712,7 +707,7 @@ def run(args: argparse.Namespace) -> int:
         # faust exits 0 on SIGINT after its agents have stopped; anything else deserves a look at the log.
         if code is not None:
             print(f"spanstream serve stopped (exit code {code})" + (f"; log {server.log_path}" if code else ""))
-        server.clean_up(admin)
+        server.clean_up()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -12,12 +12,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from confluent_kafka import Consumer
-from confluent_kafka.admin import AdminClient
 
 from loadtests.generate import generate_sessions
 from schemas.span import session_messages
 from spanstream.clickhouse import ClickHouseStore
-from spanstream.kafka import ensure_topics
+from spanstream.kafka import delete_topics, ensure_topics
 from spanstream.migrate import migrate_clickhouse, migrate_postgres
 from spanstream.producer import make_producer
 from spanstream.replay import replay
@@ -84,12 +83,7 @@ def main() -> None:
     finally:
         store.close()
         shutil.rmtree(data_dir, ignore_errors=True)
-        admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})  # alive until the deletes finish
-        deletions = admin.delete_topics(
-            [settings.spans_topic, f"{settings.spans_topic}.dlq", settings.sessions_topic, settings.health_topic,
-             f"{settings.worker_id}-sessions-changelog"])
-        for future in deletions.values():
-            future.result(30)
+        delete_topics(settings)
     assert rows["n"] == sessions and rows["spans"] == total_spans, rows
 
     print(f"\n{total_spans:,} spans in {messages:,} messages ({args.spans_per_session} spans per session message)")

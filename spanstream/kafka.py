@@ -76,3 +76,14 @@ def ensure_topics(settings: Settings, timeout: float = 30.0) -> list[str]:
             if error.args[0].name() != "TOPIC_ALREADY_EXISTS":  # a concurrent creator won
                 raise
     return created
+
+
+def delete_topics(settings: Settings, timeout: float = 30.0) -> list[str]:
+    """Deletes the topics `ensure_topics` creates for these settings (benchmarks' fresh topics);
+    returns the names it deleted and waits until the broker has done so."""
+    admin = _admin(settings)
+    existing = set(admin.list_topics(timeout=timeout).topics)
+    names = [spec.topic for spec in topic_specs(settings) if spec.topic in existing]
+    for future in (admin.delete_topics(names, operation_timeout=timeout).values() if names else []):
+        future.result()
+    return names
