@@ -44,6 +44,11 @@ def topic_specs(settings: Settings) -> list[NewTopic]:
         NewTopic(spans, settings.spans_partitions, 1, config={
             "retention.ms": str(retention_ms), "compression.type": "lz4", "max.message.bytes": str(MAX_MESSAGE_BYTES),
         }),
+        # The batcher's frames of `spans`, partition for partition: kept as long as `spans`, so
+        # a fold or sink that was down for as long as spans are kept still finds its input.
+        NewTopic(f"{spans}.batches", settings.spans_partitions, 1, config={
+            "retention.ms": str(retention_ms), "compression.type": "lz4", "max.message.bytes": str(MAX_MESSAGE_BYTES),
+        }),
         NewTopic(f"{spans}.dlq", 1, 1, config={
             "retention.ms": str(30 * DAY_MS), "compression.type": "lz4", "max.message.bytes": str(MAX_MESSAGE_BYTES),
         }),

@@ -18,6 +18,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 from collections.abc import Callable
 
 import faust
@@ -31,6 +32,7 @@ from spanstream.migrate import apply_spans_ttl, migrate_clickhouse, migrate_post
 from spanstream.settings import Settings
 from streams.agents import register_fold_agents, register_sink_agents
 from streams.app import create_faust_app
+from streams.batcher import SpanBatcher
 from streams.health import rules_from_budgets
 from streams.pricing_source import PriceBookRefresher
 
@@ -87,6 +89,29 @@ class PriceRefresh(mode.Service):
 
     async def on_start(self) -> None:
         self.add_future(self._refresher.run(self._stopping))
+
+    async def on_stop(self) -> None:
+        self._stopping.set()
+
+
+class Batcher(mode.Service):
+    """Runs the spans batcher (streams.batcher) on a thread; if it fails, the process stops,
+    so that its supervisor starts it again."""
+
+    def __init__(self, batcher: SpanBatcher, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self._batcher = batcher
+        self._stopping = threading.Event()
+
+    async def on_start(self) -> None:
+        self.add_future(self._run())
+
+    async def _run(self) -> None:
+        try:
+            await asyncio.to_thread(self._batcher.run, self._stopping)
+        except Exception as error:  # noqa: BLE001 - any failure stops the process
+            log.exception("the spans batcher failed")
+            await self.crash(error)
 
     async def on_stop(self) -> None:
         self._stopping.set()
@@ -170,13 +195,15 @@ def run(settings: Settings, *, api: bool = True, fold_processes: int = 1,
 
 def run_fold(settings: Settings) -> None:
     """A fold worker: sessions, costs and health from spans; no analytics store. Several may run
-    at once: they share the `spans` partitions as one consumer group."""
+    at once: they share the `spans` partitions as one consumer group, and their batchers (which
+    every reader of spans depends on) as another."""
     ensure_topics(settings)
+    asyncio.run(migrate_postgres(settings.postgres_dsn))  # model_pricing must exist
     refresher = asyncio.run(PriceBookRefresher.load(
         settings.postgres_dsn, settings.unknown_model_usd_per_call, settings.pricing_refresh_seconds))
     app = create_faust_app(settings, settings.worker_id, f"fold-{settings.fold_index}")
     register_fold_agents(app, settings, refresher, rules_from_budgets(settings.loop_threshold, settings.budgets))
-    faust.Worker(app, PriceRefresh(refresher), loglevel="info", redirect_stdouts=False).execute_from_commandline()
+    faust.Worker(app, PriceRefresh(refresher), Batcher(SpanBatcher(settings)), loglevel="info", redirect_stdouts=False).execute_from_commandline()
 
 
 def run_ingest(settings: Settings) -> None:

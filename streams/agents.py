@@ -2,21 +2,23 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Protocol
 
 import faust
+import orjson
 
 from schemas.span import Unreadable, decode_message
 from spanstream.clickhouse import ClickHouseStore
 from spanstream.settings import Settings
+from streams.changelog import PublishedChangelogTable
 from streams.derived import DerivedPublisher
 from streams.health import HealthRules
 from streams.pricing import PriceBook
 from streams.session_rows import COST_COLUMNS, HEALTH_COLUMNS, SESSION_COLUMNS, cost_rows, health_row, session_row
-from streams.session_step import apply_spans, by_session
-from streams.sessions import SessionState, dump_state, load_state
+from streams.session_step import fold_batch
+from streams.sessions import SessionState, dump_state, load_state, session_record
+from streams.span_batches import BadBatch, SourceMessage, unpack
 from streams.sink import ClickHouseWriter, span_row, span_writer
 from streams.topics import SESSIONS_TABLE, declare_topics
 
@@ -31,35 +33,42 @@ class PriceSource(Protocol):
 
 
 def register_fold_agents(app: faust.App, settings: Settings, prices: PriceSource, rules: HealthRules) -> None:
-    """The stateful side: sessions folded from spans. Needs no analytics store, so it can run in
-    processes of its own (one core each) beside the process that owns the store."""
+    """The stateful side: sessions folded from the batcher's frames of spans. Needs no analytics
+    store, so it can run in processes of its own (one core each) beside the process that owns it."""
     topics = declare_topics(app, settings)
     derived = DerivedPublisher(settings)
     derived.attach(app)
-    # bytes keys and values: Faust stores them raw; the state is our own JSON (streams.sessions).
-    sessions = app.Table(SESSIONS_TABLE, key_type=bytes, value_type=bytes, partitions=settings.spans_partitions)
+    # Raw bytes keys and values: the state is our own JSON (streams.sessions).
+    sessions = app.tables.add(PublishedChangelogTable(
+        app, name=SESSIONS_TABLE, beacon=app.tables.beacon, partitions=settings.spans_partitions,
+        key_type=bytes, value_type=bytes,  # bytes: the raw serializer, our JSON as is
+    ))
+    sessions.use_publisher(derived)
 
-    @app.agent(topics.spans, name="fold-sessions")
+    def load(key: bytes) -> SessionState | None:
+        stored = sessions.get(key)
+        return load_state(orjson.loads(stored)) if stored else None
+
+    @app.agent(topics.span_batches, name="fold-sessions")
     async def fold_sessions(stream: faust.StreamT) -> None:
-        # One event at a time, not take(): a table write goes to the changelog partition of the
-        # current event, which must be the partition the session's spans live in.
+        # One frame (many `spans` messages of one partition) per event: a table write goes to
+        # the changelog partition of the current event, which is the partition of its spans.
         async for event in stream.events():
-            spans, unreadable = decode_message(event.value)
-            for item in unreadable:
-                await _dead_letter(topics.spans_dead_letters, event.message, item)
-            book = prices.book
-            for key, group in by_session(spans).items():
-                stored = sessions.get(key)
-                state = load_state(json.loads(stored)) if stored else SessionState(group[0].project_id, group[0].session_id)
-                step = apply_spans(state, group, book, rules)
-                if step.changed:
-                    sessions[key] = json.dumps(dump_state(state), separators=(",", ":")).encode()
+            decoded = []
+            for item in _frame_items(event):
+                spans, unreadable = decode_message(item.value)
+                for bad in unreadable:
+                    await _dead_letter(topics.spans_dead_letters, settings.spans_topic, event.message.partition, item, bad)
+                decoded.append(spans)
+            batch = fold_batch(decoded, load, prices.book, rules)
+            for key, state in batch.states.items():
+                if key in batch.changed:
+                    sessions[key] = orjson.dumps(dump_state(state))
                 # Durable before this event's offset is committed (streams/derived.py). A
                 # redelivery re-sends the same versions, which is harmless.
-                derived.publish(settings.sessions_topic, key, json.dumps(step.record, separators=(",", ":")).encode())
-                if step.health_change is not None and (not step.changed or step.health_change["version"] == state.version):
-                    derived.publish(settings.health_topic, key, json.dumps(step.health_change).encode())
-
+                derived.publish(settings.sessions_topic, key, orjson.dumps(session_record(state, state.health_tag)))
+            for key, change in batch.health_changes:
+                derived.publish(settings.health_topic, key, orjson.dumps(change))
 
 
 def register_sink_agents(app: faust.App, settings: Settings, store: ClickHouseStore) -> None:
@@ -71,22 +80,26 @@ def register_sink_agents(app: faust.App, settings: Settings, store: ClickHouseSt
     health_out = ClickHouseWriter(store, "session_health", HEALTH_COLUMNS)
     batch, within = settings.sink_batch_size, settings.sink_batch_seconds
 
-    @app.agent(topics.spans, name="spans-to-clickhouse")
+    @app.agent(topics.span_batches, name="spans-to-clickhouse")
     async def spans_to_clickhouse(stream: faust.StreamT) -> None:
         # take_events acks a batch only after this body returns, i.e. after the insert is
         # durable: a crash before that redelivers the batch, and the replacing table dedups it.
-        async for events in stream.take_events(batch, within=within):
+        # Each event is a frame of many spans, so a few frames make a batch.
+        async for events in stream.take_events(max(1, batch // 500), within=within):
             for event in events:
-                spans, _ = decode_message(event.value)  # the fold worker dead-letters the rest
-                for span in spans:
-                    spans_out.add(span_row(span))
+                for item in _frame_items(event):
+                    spans, _ = decode_message(item.value)  # the fold worker dead-letters the rest
+                    for span in spans:
+                        spans_out.add(span_row(span))
+                if len(spans_out) >= batch:
+                    await spans_out.flush()
             await spans_out.flush()
 
     @app.agent(topics.sessions, name="sessions-to-clickhouse")
     async def sessions_to_clickhouse(stream: faust.StreamT) -> None:
         async for events in stream.take_events(batch, within=within):
             for event in events:
-                record = json.loads(event.value)
+                record = orjson.loads(event.value)
                 sessions_out.add(session_row(record))
                 for row in cost_rows(record):
                     costs_out.add(row)
@@ -97,20 +110,29 @@ def register_sink_agents(app: faust.App, settings: Settings, store: ClickHouseSt
     async def health_to_clickhouse(stream: faust.StreamT) -> None:
         async for events in stream.take_events(batch, within=within):
             for event in events:
-                health_out.add(health_row(json.loads(event.value)))
+                health_out.add(health_row(orjson.loads(event.value)))
             await health_out.flush()
 
 
-async def _dead_letter(topic: faust.TopicT, message, item: Unreadable) -> None:
+def _frame_items(event) -> list[SourceMessage]:
+    try:
+        return unpack(event.value)
+    except BadBatch as error:
+        # Only the batcher writes this topic; a frame it did not write is a bug worth a crash
+        # (the offset stays uncommitted) rather than spans silently skipped.
+        raise RuntimeError(f"{event.message.topic}[{event.message.partition}]@{event.message.offset}: {error}") from error
+
+
+async def _dead_letter(topic: faust.TopicT, source_topic: str, partition: int, item: SourceMessage, bad: Unreadable) -> None:
     headers = {
-        "error": item.reason.encode()[:4096],
-        "source_topic": message.topic.encode(),
-        "source_partition": str(message.partition).encode(),
-        "source_offset": str(message.offset).encode(),
+        "error": bad.reason.encode()[:4096],
+        "source_topic": source_topic.encode(),
+        "source_partition": str(partition).encode(),
+        "source_offset": str(item.offset).encode(),
     }
-    if item.index is not None:
-        headers["source_index"] = str(item.index).encode()
+    if bad.index is not None:
+        headers["source_index"] = str(bad.index).encode()
     # force: publish now and wait for the broker's ack, before the batch's offsets are committed.
-    delivery = await topic.send(force=True, key=message.key, value=item.raw, headers=headers)
+    delivery = await topic.send(force=True, key=item.key or None, value=bad.raw, headers=headers)
     await delivery
-    log.warning("dead-lettered %s[%d]@%d: %s", message.topic, message.partition, message.offset, item.reason)
+    log.warning("dead-lettered %s[%d]@%d: %s", source_topic, partition, item.offset, bad.reason)

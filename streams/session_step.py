@@ -6,7 +6,7 @@ health changes as the live worker did, message for message.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -59,3 +59,37 @@ def apply_spans(
                   "health_tag": state.health_tag, "previous_tag": state.previous_tag,
                   "at": from_us(state.tag_at_us).isoformat()}
     return Step(record, change, changed)
+
+
+@dataclass
+class BatchFold:
+    """What folding a batch of messages gives: each session touched, once."""
+
+    states: dict[bytes, SessionState]  # every session the batch touched, folded
+    changed: set[bytes]  # the keys whose state changed: the table writes
+    health_changes: list[tuple[bytes, dict[str, Any]]]  # in the order they happened
+
+
+def fold_batch(messages: Iterable[list[Span]], load: Callable[[bytes], SessionState | None],
+               book: PriceBook, rules: HealthRules) -> BatchFold:
+    """Folds each message's spans with `apply_spans`, message by message, so the health changes
+    are the ones a message-at-a-time fold (and replay) finds; but loads, writes and records each
+    session once per batch. `load(key)` gives the stored state, or None for a new session."""
+    result = BatchFold({}, set(), [])
+    published: set[tuple[bytes, int]] = set()
+    for spans in messages:
+        for key, group in by_session(spans).items():
+            state = result.states.get(key)
+            if state is None:
+                state = load(key) or SessionState(group[0].project_id, group[0].session_id)
+                result.states[key] = state
+            step = apply_spans(state, group, book, rules, with_record=False)
+            if step.changed:
+                result.changed.add(key)
+            change = step.health_change
+            # A new change of tag, or (a redelivery) the latest one again.
+            if change is not None and (not step.changed or change["version"] == state.version):
+                if (key, change["version"]) not in published:
+                    published.add((key, change["version"]))
+                    result.health_changes.append((key, change))
+    return result
