@@ -11,14 +11,17 @@ from fastapi import FastAPI
 from api.deps import KeyCache
 from api.publisher import SpanPublisher
 from api.ratelimit import SpanRateLimiter
-from api.routers import health, ingest, otlp, sessions, spans
+from api.replay_jobs import Replayer, ReplayJobs
+from api.routers import admin, health, ingest, otlp, sessions, spans
 from spanstream.clickhouse import ClickHouseStore
 from spanstream.settings import Settings
 
 
-def create_app(settings: Settings, store: ClickHouseStore | None) -> FastAPI:
+def create_app(settings: Settings, store: ClickHouseStore | None, replayer: Replayer | None = None,
+               operator_token: str | None = None) -> FastAPI:
     """`store` is opened by the caller (in embedded mode the worker in the same process shares
-    it); None makes an ingestion-only API whose query endpoints answer 503."""
+    it); None makes an ingestion-only API whose query endpoints answer 503. `replayer` and
+    `operator_token` let an operator run a replay through this process (api/routers/admin.py)."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -36,9 +39,12 @@ def create_app(settings: Settings, store: ClickHouseStore | None) -> FastAPI:
     app.state.store = store
     app.state.keys = KeyCache()
     app.state.limiter = SpanRateLimiter(settings.ingest_rate_limit_spans_per_second)
+    app.state.replay_jobs = ReplayJobs(replayer) if replayer is not None else None
+    app.state.operator_token = operator_token
     app.include_router(health.router)
     app.include_router(ingest.router)
     app.include_router(otlp.router)
     app.include_router(spans.router)
     app.include_router(sessions.router)
+    app.include_router(admin.router)
     return app

@@ -80,11 +80,20 @@ def main(argv: list[str] | None = None) -> None:
 
             dev(settings)
         elif args.command == "replay":
-            from spanstream.clickhouse import ClickHouseStore
+            from spanstream.clickhouse import ClickHouseStore, StoreHeldElsewhere
             from spanstream.migrate import migrate_clickhouse
             from spanstream.replay import replay
+            from spanstream.replay_remote import RemoteReplayError, replay_through_server
 
-            store = ClickHouseStore(settings).open()
+            try:
+                store = ClickHouseStore(settings).open()
+            except StoreHeldElsewhere:
+                # `spanstream serve` owns the embedded store: it replays, and keeps serving meanwhile.
+                try:
+                    replay_through_server(settings, reprice=args.reprice, since=args.since)
+                except RemoteReplayError as error:
+                    sys.exit(f"spanstream replay: {error}")
+                return
             try:
                 migrate_clickhouse(store)
                 replay(settings, store, reprice=args.reprice, since=args.since)

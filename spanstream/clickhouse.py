@@ -26,6 +26,14 @@ class StoreUnavailable(RuntimeError):
     """ClickHouse cannot be opened or reached; the message says what to do."""
 
 
+class StoreHeldElsewhere(StoreUnavailable):
+    """The embedded store is open in another process (`pid`), which alone may use it."""
+
+    def __init__(self, message: str, pid: int | None) -> None:
+        super().__init__(message)
+        self.pid = pid
+
+
 class ClickHouseStore:
     """One client, serialised: chdb's engine and clickhouse-connect's HTTP session are not
     safe for concurrent queries from several threads, and blocking calls run off the loop."""
@@ -70,10 +78,11 @@ class ClickHouseStore:
                 fcntl.flock(fd, fcntl.LOCK_UN)
             except BlockingIOError:
                 pid = f" (pid {holder[1]})" if holder else ""
-                raise StoreUnavailable(
+                raise StoreHeldElsewhere(
                     f"the embedded ClickHouse store {path} is open in another process{pid}; only one "
                     "process may open a chdb directory. Stop that process (or talk to it through its "
-                    "API), or run a ClickHouse server and set SPANSTREAM_CLICKHOUSE_URL."
+                    "API), or run a ClickHouse server and set SPANSTREAM_CLICKHOUSE_URL.",
+                    int(holder[1]) if holder else None,
                 ) from None
         finally:
             os.close(fd)

@@ -29,6 +29,8 @@ from api.app import create_app
 from spanstream.clickhouse import ClickHouseStore
 from spanstream.kafka import ensure_topics
 from spanstream.migrate import apply_spans_ttl, migrate_clickhouse, migrate_postgres
+from spanstream.operator import operator_token
+from spanstream.replay import replay
 from spanstream.settings import Settings
 from streams.agents import register_fold_agents, register_sink_agents
 from streams.app import create_faust_app
@@ -188,7 +190,11 @@ def run(settings: Settings, *, api: bool = True, fold_processes: int = 1,
     if fold_processes:
         services.append(FoldProcesses(fold_processes))
     if api:
-        services.append(ApiServer(create_app(settings, store), settings.api_host, settings.api_port, settings.api_access_log))
+        def replayer(reprice: bool, since, report) -> None:
+            replay(settings, store, reprice=reprice, since=since, report=report)
+
+        app_ = create_app(settings, store, replayer, operator_token(settings))
+        services.append(ApiServer(app_, settings.api_host, settings.api_port, settings.api_access_log))
     services.extend(extra_services(store))
     faust.Worker(app, *services, loglevel="info", redirect_stdouts=False).execute_from_commandline()
 

@@ -53,6 +53,9 @@ class Settings(BaseSettings):
     # How long a request waits for the broker's ack before answering 503.
     ingest_ack_timeout_seconds: float = Field(default=10, gt=0)
     api_access_log: bool = False
+    # Operator work through the API (a replay on the embedded store); unset: a token the server
+    # keeps in data_dir/operator-token (spanstream/operator.py).
+    operator_token: str | None = None
     # Sink batching: whichever comes first flushes a batch to ClickHouse.
     sink_batch_size: int = Field(default=5000, ge=1)
     sink_batch_seconds: float = Field(default=0.5, gt=0)
