@@ -30,7 +30,7 @@ from api.repositories.projects import project_for_key
 from loadtests.bench_http_ingest import create_key, percentile, process_usage
 from loadtests.bench_produce import Result, machine, publish
 from loadtests.generate import generate_session
-from schemas.span import Span, session_messages
+from schemas.span import Span, encode_span, encode_spans, session_messages
 from spanstream.kafka import KafkaUnavailable, changelog_topic_name, check_kafka, delete_topics, ensure_topics
 from spanstream.producer import make_producer
 from spanstream.settings import Settings, load_settings
@@ -122,7 +122,12 @@ def describe_cpu(usage: dict[str, float]) -> str:
 
 # --- the spans --------------------------------------------------------------------------------
 
-def _messages(session: list[Span]) -> list[Message]:
+def _messages(session: list[Span], per_message: int | None = None) -> list[Message]:
+    if per_message:
+        # What a producer that does not batch by session sends: a few spans, or one, a message.
+        chunks = [session[i:i + per_message] for i in range(0, len(session), per_message)]
+        key = session[0].session_id.encode()
+        return [(key, encode_span(chunk[0]) if len(chunk) == 1 else encode_spans(chunk), len(chunk)) for chunk in chunks]
     encoded = session_messages(session)
     # A 50-span session is one ~34 KB message; only sessions past 512 KB are split, and then
     # the spans are counted where the split happened to fall.
@@ -131,8 +136,8 @@ def _messages(session: list[Span]) -> list[Message]:
     return [(key, value, value.count(b'"span_id"')) for key, value in encoded]
 
 
-def phase_a_messages(seed: int, spans: int, per_session: int, project_id: str, start: datetime
-                     ) -> tuple[list[Message], int, datetime]:
+def phase_a_messages(seed: int, spans: int, per_session: int, project_id: str, start: datetime,
+                     per_message: int | None = None) -> tuple[list[Message], int, datetime]:
     """Batch messages for exactly `spans` spans (whole sessions, a shorter last one if needed);
     returns them, the number of sessions and the latest `ended_at`, which Phase B must pass."""
     whole, rest = divmod(spans, per_session)
@@ -142,12 +147,12 @@ def phase_a_messages(seed: int, spans: int, per_session: int, project_id: str, s
     for index, size in enumerate(sizes):
         session = generate_session(seed, index, size, project_id, start)
         latest = max(latest, *(span.ended_at for span in session))
-        messages.extend(_messages(session))
+        messages.extend(_messages(session, per_message))
     return messages, len(sizes), latest
 
 
 def phase_b_sessions(seed: int, sessions: int, per_session: int, project_id: str, first_last_at: datetime,
-                     gap: timedelta) -> list[tuple[str, list[Message]]]:
+                     gap: timedelta, per_message: int | None = None) -> list[tuple[str, list[Message]]]:
     """New sessions, each shifted so that its last span ends `gap` after the previous one's: the
     list endpoint sorts by last_at, so produce order is list order and the newest sessions are
     always on its first page."""
@@ -157,7 +162,7 @@ def phase_b_sessions(seed: int, sessions: int, per_session: int, project_id: str
         shift = first_last_at + index * gap - max(span.ended_at for span in session)
         shifted = [span.model_copy(update={"started_at": span.started_at + shift, "ended_at": span.ended_at + shift})
                    for span in session]
-        out.append((session[0].session_id, _messages(shifted)))
+        out.append((session[0].session_id, _messages(shifted, per_message)))
     return out
 
 
@@ -668,11 +673,11 @@ def run(args: argparse.Namespace) -> int:
         # An hour ago: the summary's 24 h window and the store's 90-day TTL both keep them.
         start = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
         messages, sessions_a, latest_a = phase_a_messages(args.seed, args.spans, args.spans_per_session,
-                                                          project_id, start)
+                                                          project_id, start, args.spans_per_message)
         sessions_b = phase_b_sessions(args.seed + 1, math.ceil(args.rate * args.seconds / args.spans_per_session),
                                       args.spans_per_session, project_id,
                                       max(latest_a, datetime.now(UTC)) + timedelta(seconds=1),
-                                      timedelta(seconds=args.spans_per_session / args.rate))
+                                      timedelta(seconds=args.spans_per_session / args.rate), args.spans_per_message)
         gc.freeze()
         gc.enable()
         sample = [messages[i * (len(messages) - 1) // max(1, SPANS_SAMPLE - 1)][0].decode()
@@ -716,6 +721,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--spans-per-session", type=int, default=50, help="session length (default 50)")
     parser.add_argument("--seconds", type=float, default=30.0, help="Phase B duration (default 30)")
     parser.add_argument("--rate", type=float, default=10_000, help="Phase B spans/s (default 10,000)")
+    parser.add_argument("--spans-per-message", type=int, default=None,
+                        help="split each session into messages of this many spans (default: one message per session)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--profile", metavar="FILE",
                         help="record the server with py-spy for 10 s of Phase A into FILE (raw) and print its top frames")
