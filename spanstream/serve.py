@@ -19,6 +19,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable
 
 import faust
@@ -145,12 +146,26 @@ class FoldProcesses(mode.Service):
         self.add_future(self._supervise())
 
     async def _supervise(self) -> None:
+        # A child that keeps dying at start (PostgreSQL down, say) is restarted ever more slowly,
+        # up to every 30 s, instead of every second; one that ran a while restarts at once.
+        count = len(self._folds)
+        started, delays = [time.monotonic()] * count, [0.0] * count
+        restart_at: list[float | None] = [None] * count
         while not self.should_stop:
             for index, child in enumerate(self._folds):
-                if child.poll() is not None and not self.should_stop:
-                    log.error("fold worker %d exited with %s; starting it again", child.pid, child.returncode)
+                if child.poll() is None or self.should_stop:
+                    continue
+                now = time.monotonic()
+                if restart_at[index] is None:
+                    quick = now - started[index] < 30
+                    delays[index] = min(max(1.0, delays[index] * 2), 30.0) if quick else 0.0
+                    restart_at[index] = now + delays[index]
+                    log.error("fold worker %d exited with %s; starting it again in %.0f s",
+                              child.pid, child.returncode, delays[index])
+                if now >= restart_at[index]:
                     self._folds[index] = _start_fold_child(index)
-            await asyncio.sleep(1.0)
+                    started[index], restart_at[index] = now, None
+            await asyncio.sleep(0.5)
 
     async def on_stop(self) -> None:
         for child in self._folds:

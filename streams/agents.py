@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import logging
+import os
+from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 import faust
@@ -23,6 +26,25 @@ from streams.sink import ClickHouseWriter, span_row, span_writer
 from streams.topics import SESSIONS_TABLE, declare_topics
 
 log = logging.getLogger(__name__)
+
+
+def _redelivered_on_error(body: Callable[[faust.StreamT], Awaitable[None]]):
+    """Faust acks an event whose agent body raised (its stream iterator acks in `finally`), and
+    then commits past it: its spans would be skipped for good. Exiting at once instead leaves
+    the offset uncommitted, so the restarted process (restarted by `spanstream serve`, or the
+    orchestrator) processes it again, which the fold and the sinks make harmless."""
+
+    @functools.wraps(body)
+    async def guarded(stream: faust.StreamT) -> None:
+        try:
+            await body(stream)
+        except Exception:
+            log.critical("%s failed; exiting so that its uncommitted events are delivered again", body.__name__,
+                         exc_info=True)
+            logging.shutdown()
+            os._exit(70)
+
+    return guarded
 
 
 class PriceSource(Protocol):
@@ -50,6 +72,7 @@ def register_fold_agents(app: faust.App, settings: Settings, prices: PriceSource
         return load_state(orjson.loads(stored)) if stored else None
 
     @app.agent(topics.span_batches, name="fold-sessions")
+    @_redelivered_on_error
     async def fold_sessions(stream: faust.StreamT) -> None:
         # One frame (many `spans` messages of one partition) per event: a table write goes to
         # the changelog partition of the current event, which is the partition of its spans.
@@ -81,6 +104,7 @@ def register_sink_agents(app: faust.App, settings: Settings, store: ClickHouseSt
     batch, within = settings.sink_batch_size, settings.sink_batch_seconds
 
     @app.agent(topics.span_batches, name="spans-to-clickhouse")
+    @_redelivered_on_error
     async def spans_to_clickhouse(stream: faust.StreamT) -> None:
         # take_events acks a batch only after this body returns, i.e. after the insert is
         # durable: a crash before that redelivers the batch, and the replacing table dedups it.
@@ -96,6 +120,7 @@ def register_sink_agents(app: faust.App, settings: Settings, store: ClickHouseSt
             await spans_out.flush()
 
     @app.agent(topics.sessions, name="sessions-to-clickhouse")
+    @_redelivered_on_error
     async def sessions_to_clickhouse(stream: faust.StreamT) -> None:
         async for events in stream.take_events(batch, within=within):
             for event in events:
@@ -107,6 +132,7 @@ def register_sink_agents(app: faust.App, settings: Settings, store: ClickHouseSt
             await costs_out.flush()
 
     @app.agent(topics.health, name="health-to-clickhouse")
+    @_redelivered_on_error
     async def health_to_clickhouse(stream: faust.StreamT) -> None:
         async for events in stream.take_events(batch, within=within):
             for event in events:
