@@ -36,6 +36,24 @@ class OtlpBatch:
         except (ValueError, TypeError, OverflowError) as error:
             self.rejected.append((otlp.span_id, validation_reason(error)))
 
+    def join_traces_to_sessions(self) -> OtlpBatch:
+        """Most instrumentations set the session id (session.id, gen_ai.conversation.id) on the
+        root or agent span only; a span without one would otherwise be a session of its own,
+        named by its trace id. Within one export request, such a span joins the session another
+        span of its trace names (the first one, if several do). A trace split across requests
+        keeps its unnamed spans apart: the topic is keyed by session, so joining them later
+        would take state across partitions."""
+        named: dict[str, str] = {}
+        for span in self.spans:
+            if span.trace_id and span.session_id != span.trace_id:
+                named.setdefault(span.trace_id, span.session_id)
+        if named:
+            for span in self.spans:
+                session = named.get(span.trace_id)
+                if session is not None and span.session_id == span.trace_id:
+                    span.__dict__["session_id"] = session  # as Span._derive does: no re-validation
+        return self
+
 
 def _inherited(resource: dict[str, Any], scope_name: str, scope_version: str) -> dict[str, Any]:
     inherited = {f"resource.{key}": value for key, value in resource.items()}
@@ -79,7 +97,7 @@ def spans_from_otlp_protobuf(body: bytes, project_id: str) -> OtlpBatch:
                     exceptions=[_pb_attributes(event.attributes) for event in span.events if event.name == "exception"],
                 )
                 batch.add(otlp, project_id, inherited)
-    return batch
+    return batch.join_traces_to_sessions()
 
 
 def _pb_attributes(key_values: Any) -> dict[str, Any]:
@@ -141,7 +159,7 @@ def spans_from_otlp_json(body: bytes, project_id: str) -> OtlpBatch:
                     ],
                 )
                 batch.add(otlp, project_id, inherited)
-    return batch
+    return batch.join_traces_to_sessions()
 
 
 def _object(value: Any, where: str) -> dict[str, Any]:

@@ -44,9 +44,9 @@ def key_values(attributes):
     return [KeyValue(key=key, value=any_value(value)) for key, value in attributes.items()]
 
 
-def span(span_id="00f067aa0ba902b7", parent="", start=T0, end=T0 + 2 * SECOND, attributes=None, **fields):
+def span(span_id="00f067aa0ba902b7", parent="", start=T0, end=T0 + 2 * SECOND, attributes=None, trace_id=TRACE, **fields):
     return OtlpSpan(
-        trace_id=TRACE,
+        trace_id=trace_id,
         span_id=bytes.fromhex(span_id),
         parent_span_id=bytes.fromhex(parent),
         name=fields.pop("name", "step"),
@@ -302,6 +302,19 @@ def test_server_address_names_the_server_of_tool_spans_only():
 )
 def test_session_id(attributes, expected):
     assert only(export(span(attributes=attributes))).session_id == expected
+
+
+def test_spans_of_a_trace_join_the_session_its_root_names():
+    other_trace = bytes.fromhex("0af7651916cd43dd8448eb211c80319c")
+    batch = mapped(export(
+        span("00000000000000a1", attributes={"session.id": "chat-42", "gen_ai.operation.name": "invoke_agent"}),
+        span("00000000000000a2", parent="00000000000000a1", attributes={"gen_ai.operation.name": "chat"}),
+        span("00000000000000a3", parent="00000000000000a2", attributes={"gen_ai.tool.name": "search"}),
+        span("00000000000000b1", trace_id=other_trace),
+    ))
+    sessions = {one.span_id: one.session_id for one in batch.spans}
+    assert sessions == {"00000000000000a1": "chat-42", "00000000000000a2": "chat-42",
+                        "00000000000000a3": "chat-42", "00000000000000b1": other_trace.hex()}
 
 
 def test_the_session_given_first_wins_and_the_other_is_kept():
