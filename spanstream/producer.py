@@ -24,6 +24,9 @@ def make_producer(settings: Settings, **overrides) -> Producer:
         "compression.type": "lz4",
         "linger.ms": 5,
         "message.max.bytes": MAX_MESSAGE_BYTES,
+        # The Java client's partitioner: a session keyed the same way lands in the same
+        # partition whichever client published it (librdkafka's default is CRC32-based).
+        "partitioner": "murmur2_random",
     }
     config.update(overrides)
     return Producer(config)

@@ -44,8 +44,8 @@ class DerivedPublisher:
             self._acked[where] = message.offset()
 
     def publish(self, topic: str, key: bytes, value: bytes | None, partition: int = -1) -> None:
-        """Queues one record; `partition` -1 lets the key choose (librdkafka's default partitioner
-        is murmur2, Kafka's and Faust's, so keys land where a Java client would put them)."""
+        """Queues one record; `partition` -1 lets the key choose (murmur2, as the Java client and
+        Faust do: spanstream.producer)."""
         while True:
             try:
                 self._producer.produce(topic, key=key, value=value, partition=partition, on_delivery=self._delivered)
