@@ -6,14 +6,21 @@ import asyncio
 import random
 import time
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
 import httpx
 import pytest
 
 from loadtests.generate import generate_sessions
-from schemas.span import session_messages
+from schemas.span import ERROR_CAP, PAYLOAD_CAP, Span, session_messages
 from spanstream.producer import make_producer
 from spanstream.replay import replay
+from spanstream.replay_rows import encode_columns, span_values
+from spanstream.replay_store import raw_insert
+from streams.pricing import PriceBook
+from streams.session_rows import COST_COLUMNS, HEALTH_COLUMNS, SESSION_COLUMNS, cost_rows, health_row, session_row
+from streams.sessions import SessionState, fold, from_us, session_record
+from streams.sink import SPAN_COLUMNS, span_row
 from tests.conftest import free_port
 from tests.processes import serve_for_tests
 from tests.test_end_to_end import _new_project
@@ -104,3 +111,67 @@ def test_replayed_views_equal_the_live_ones(settings, store, live):
     assert after[touched]["spans"] == replayed[touched]["spans"] + 1
     untouched = [s for s in replayed if s != touched]
     assert all(after[s] == replayed[s] for s in untouched)
+
+
+def _awkward_spans() -> list[Span]:
+    """Spans whose values are easy to get subtly wrong on the way to ClickHouse."""
+    at = datetime(2026, 5, 1, 10, 15, tzinfo=UTC)
+    common = {"project_id": "rows-test", "session_id": "rows", "span_type": "tool_call", "server_name": "srv"}
+    return [
+        Span(**common, span_id="plain", started_at=at, ended_at=at + timedelta(microseconds=1)),
+        Span(**{**common, "span_type": "agent"}, span_id="open", started_at=at.replace(microsecond=999_999)),
+        Span(**common, span_id="text", name="ü✓😀 \"quoted\" \\ \n\t\x01\u2028", input_args={"q": "é", "n": [1, 2.5]},
+             llm_output="x" * (PAYLOAD_CAP + 5), error="e" * (ERROR_CAP + 1), latency_ms=-0.0, started_at=at),
+        Span(**common, span_id="before-1970", started_at=datetime(1969, 12, 31, 23, 59, 59, 999_999, tzinfo=UTC),
+             latency_ms=0.1 + 0.2, model_id="gpt-4o", input_tokens=2**64 - 1, thinking_tokens=7),
+        Span(**common, span_id="extra", started_at=at, custom={"k": ["v", 1.5e300, None, True]},
+             attributes={"ü": "é", "big": 10**30}, truncated_fields=["error"]),
+    ]
+
+
+def test_insert_bodies_read_back_as_the_sinks_rows(store):
+    """What a replay worker encodes reads back exactly as the live sink's rows would."""
+    spans = _awkward_spans()
+    assert [span_values(span) for span in spans] == [span_row(span) for span in spans]
+    # DateTime (session_costs.hour) starts in 1970, so the span from 1969 stays out of the session.
+    record = session_record(_folded([span for span in spans if span.span_id != "before-1970"]), "failing")
+    tables = {
+        "spans": (SPAN_COLUMNS, [span_row(span) for span in spans]),
+        "sessions": (SESSION_COLUMNS, [session_row(record)]),
+        "session_costs": (COST_COLUMNS, cost_rows(record)),
+        "session_health": (HEALTH_COLUMNS, [health_row({**record, "version": 3, "previous_tag": "",
+                                                        "at": from_us(-1).isoformat()})]),
+    }
+    for table, (columns, rows) in tables.items():
+        body = encode_columns(columns, rows)
+        assert body is not None, table
+        for copy in ("native", "json"):
+            store.command_sync(f"DROP TABLE IF EXISTS {table}_{copy}")
+            store.command_sync(f"CREATE TABLE {table}_{copy} AS {table}")
+            if table == "spans":  # the retention would drop the old spans on insert
+                store.command_sync(f"ALTER TABLE {table}_{copy} REMOVE TTL")
+        store.insert_sync(f"{table}_native", rows, columns)
+        raw_insert(store, f"{table}_json", columns, body)
+        read = [store.query_sync(f"SELECT {', '.join(columns)} FROM {table}_{copy} ORDER BY ALL") for copy in ("native", "json")]
+        assert read[0] == read[1] and len(read[0]) == len(rows), table
+        for copy in ("native", "json"):
+            store.command_sync(f"DROP TABLE {table}_{copy}")
+
+
+def test_values_json_cannot_carry_go_the_usual_way():
+    at = datetime(2026, 5, 1, tzinfo=UTC)
+    spans = [Span(project_id="p", span_id="inf", latency_ms=float("inf"), started_at=at),
+             Span(project_id="p", span_id="old", started_at=datetime(1800, 1, 1, tzinfo=UTC)),
+             Span(project_id="p", span_id="huge", input_tokens=2**64, started_at=at)]
+    for span in spans:
+        assert encode_columns(SPAN_COLUMNS, [span_values(span)]) is None, span.span_id
+    assert encode_columns(SPAN_COLUMNS, [span_values(_awkward_spans()[0])]) is not None
+
+
+def _folded(spans: list[Span]) -> SessionState:
+    state = SessionState(spans[0].project_id, spans[0].session_id)
+    book = PriceBook([], Decimal("0.0123"))
+    for span in spans:
+        price = book.price_span(span)
+        fold(state, span, price.nano_usd, price.priced)
+    return state

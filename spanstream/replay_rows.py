@@ -1,0 +1,70 @@
+"""Replay's insert bodies: the live sink's rows, encoded as ClickHouse JSONCompactColumns by the worker that built them.
+
+clickhouse-connect turns Python rows into its Native format in Python, ~15 µs a span, in the
+one process that may open chdb; orjson writes a whole batch as one JSON document in ~2 µs a
+span, in the fold worker, and ClickHouse parses it in C++. The values are the ones the live
+sink writes (streams.sink.span_row, streams.session_rows) and none is changed on the way:
+strings and integers are exact, floats are written shortest-round-trip, times as RFC 3339 with
+microseconds. What JSON cannot carry exactly (a non-finite float, an integer past UInt64, a time
+outside the column type's range) makes `encode_columns` return None, and those rows go to
+ClickHouse the usual way.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+import orjson
+
+from schemas.span import Span
+
+FORMAT = "JSONCompactColumns"
+# RFC 3339 with a `T` and an offset, as orjson writes it, is ClickHouse's best-effort syntax.
+SETTINGS = {"date_time_input_format": "best_effort"}
+
+# DateTime64 reads 1900-2299 and DateTime 1970-2106 back as written; times outside go the usual way.
+_TIME_RANGES = {
+    **dict.fromkeys(("started_at", "ended_at", "first_at", "last_at", "at"),
+                    (datetime(1900, 1, 2, tzinfo=UTC), datetime(2299, 12, 31, tzinfo=UTC))),
+    "hour": (datetime(1970, 1, 1, tzinfo=UTC), datetime(2106, 1, 1, tzinfo=UTC)),
+}
+_FLOATS = frozenset(("latency_ms", "duration_ms"))
+# The same encoder json.dumps(attributes, separators=(",", ":"), default=str) builds per call.
+_attributes_json = json.JSONEncoder(separators=(",", ":"), default=str).encode
+
+
+def span_values(span: Span) -> list:
+    """streams.sink.span_row, value for value, without building a JSON encoder per span."""
+    f = span.__dict__
+    started = f["started_at"]
+    attributes = f["attributes"]
+    return [
+        f["project_id"], f["session_id"], f["trace_id"], f["span_id"], f["parent_span_id"] or "",
+        f["span_type"], f["name"], f["agent_name"] or "", f["target_agent_name"] or "",
+        f["server_name"] or "", f["tool_name"] or "", f["model_id"] or "", f["status"],
+        f["error"] or "", started, f["ended_at"] or started, f["latency_ms"] or 0.0,
+        f["input_tokens"], f["output_tokens"], f["cache_read_tokens"], f["cache_creation_tokens"],
+        f["thinking_tokens"], f["finish_reason"] or "", f["input_args"] or "",
+        f["output_result"] or "", f["llm_input"] or "", f["llm_output"] or "",
+        _attributes_json(attributes) if attributes else "{}", f["schema_version"],
+        f["truncated_fields"],
+    ]
+
+
+def encode_columns(columns: Sequence[str], rows: Sequence[Sequence]) -> bytes | None:
+    """`rows` (in `columns` order) as one JSONCompactColumns body, or None when some value
+    would not come back from ClickHouse exactly as clickhouse-connect would have written it."""
+    values = list(zip(*rows))
+    for name, column in zip(columns, values):
+        bounds = _TIME_RANGES.get(name)
+        if bounds is not None and (min(column) < bounds[0] or max(column) >= bounds[1]):
+            return None
+        if name in _FLOATS and not all(map(math.isfinite, column)):
+            return None
+    try:
+        return orjson.dumps(values)
+    except orjson.JSONEncodeError:  # an integer past 64 bits
+        return None

@@ -1,0 +1,143 @@
+"""A replay fold worker: a child process that decodes and folds its own partitions of `spans`.
+
+Sessions are partition-local (the topic is keyed by session), so each worker folds its
+partitions alone, message by message in offset order, with the live worker's step
+(streams.session_step.apply_spans): the same versions and health changes as before. It opens
+no store (chdb allows one process per directory): it hands the parent ready-to-insert bodies
+on a queue, and the parent only inserts them.
+
+Queue items: ("rows", view, body, count), ("pyrows", view, rows) for rows JSON cannot carry
+exactly, ("progress", messages, spans) deltas, and last ("done", sessions).
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import queue
+import signal
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from multiprocessing.queues import Queue
+
+from confluent_kafka import Message
+
+from schemas.span import decode_message
+from spanstream.replay_rows import encode_columns, span_values
+from spanstream.replay_scan import replay_consumer, scan
+from streams.health import HealthRules
+from streams.pricing import PriceBook
+from streams.session_rows import COST_COLUMNS, HEALTH_COLUMNS, SESSION_COLUMNS, cost_rows, health_row, session_row
+from streams.session_step import apply_spans, by_session
+from streams.sessions import SessionState, session_record
+from streams.sink import SPAN_COLUMNS
+
+COLUMNS = {"spans": SPAN_COLUMNS, "sessions": SESSION_COLUMNS, "session_costs": COST_COLUMNS,
+           "session_health": HEALTH_COLUMNS}
+PROGRESS_SECONDS = 0.25
+
+
+@dataclass(frozen=True)
+class FoldJob:
+    """One worker's share of a replay. With `affected` (replay --from), only the sessions whose
+    message key is in it are folded, and spans are re-written from `since_offsets` on."""
+
+    bootstrap: str
+    group_id: str
+    topic: str
+    starts: dict[int, int]
+    ends: dict[int, int]
+    book: PriceBook
+    rules: HealthRules
+    write_spans: bool
+    chunk_rows: int
+    affected: frozenset[bytes] | None = None
+    since_offsets: dict[int, int] | None = None
+
+
+class _Parent:
+    """The queue to the replay process, which may die: then this worker stops instead of
+    folding (or waiting on a full queue) for nobody."""
+
+    def __init__(self, out: Queue) -> None:
+        self.out, self.pid = out, os.getppid()
+
+    def put(self, item: tuple) -> None:
+        while True:
+            if os.getppid() != self.pid:
+                raise SystemExit("the replay process is gone")
+            try:
+                return self.out.put(item, timeout=1.0)
+            except queue.Full:
+                continue
+
+
+class _Outbox:
+    def __init__(self, parent: _Parent, view: str, chunk_rows: int) -> None:
+        self.parent, self.view, self.columns, self.chunk_rows = parent, view, COLUMNS[view], chunk_rows
+        self.rows: list[Sequence] = []
+
+    def send(self, at_least: int = 1) -> None:
+        if len(self.rows) < at_least:
+            return
+        body = encode_columns(self.columns, self.rows)
+        self.parent.put(("rows", self.view, body, len(self.rows)) if body is not None else ("pyrows", self.view, self.rows))
+        self.rows = []
+
+
+def fold_partitions(job: FoldJob, out: Queue) -> None:
+    """The worker process: folds `job`'s partitions and puts what to insert on `out`."""
+    # Ctrl-C reaches the whole process group; the parent decides, and terminates its workers.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    parent = _Parent(out)
+    # The session states live until the end and hold no cycles: with the default thresholds the
+    # collector walked them over and over, a sixth of the worker's time.
+    gc.freeze()
+    gc.set_threshold(50_000, 50, 1000)
+    boxes = {view: _Outbox(parent, view, job.chunk_rows) for view in COLUMNS}
+    states: dict[bytes, SessionState] = {}
+    counts = [0, 0]  # messages, spans since the last progress item
+    last_progress = time.monotonic()
+
+    def fold_message(message: Message) -> None:
+        counts[0] += 1
+        if job.affected is not None and message.key() not in job.affected:
+            return
+        spans, _ = decode_message(message.value())
+        counts[1] += len(spans)
+        if job.write_spans and (job.since_offsets is None or message.offset() >= job.since_offsets[message.partition()]):
+            boxes["spans"].rows.extend(map(span_values, spans))
+        for key, group in by_session(spans).items():
+            state = states.get(key) or states.setdefault(key, SessionState(group[0].project_id, group[0].session_id))
+            step = apply_spans(state, group, job.book, job.rules, with_record=False)
+            change = step.health_change
+            if step.changed and change is not None and change["version"] == state.version:
+                boxes["session_health"].rows.append(health_row(change))
+        # Per message, not per consumer batch: a batch of 2,000 messages can take seconds to fold.
+        boxes["spans"].send(job.chunk_rows)
+        boxes["session_health"].send(job.chunk_rows)
+        if time.monotonic() - last_progress >= PROGRESS_SECONDS:
+            report_progress()
+
+    def report_progress() -> None:
+        nonlocal last_progress
+        parent.put(("progress", *counts))
+        counts[:] = [0, 0]
+        last_progress = time.monotonic()
+
+    consumer = replay_consumer(job.bootstrap, job.group_id)
+    try:
+        scan(consumer, job.topic, job.starts, job.ends, fold_message)
+    finally:
+        consumer.close()
+    for state in states.values():
+        record = session_record(state, state.health_tag)
+        boxes["sessions"].rows.append(session_row(record))
+        boxes["session_costs"].rows.extend(cost_rows(record))
+        for view in ("sessions", "session_costs"):
+            boxes[view].send(job.chunk_rows)
+    for box in boxes.values():
+        box.send()
+    report_progress()
+    parent.put(("done", len(states)))
