@@ -26,7 +26,7 @@ from datetime import datetime
 
 from spanstream.clickhouse import ClickHouseStore
 from spanstream.replay_scan import offset_ranges, replay_consumer, scan, start_offsets
-from spanstream.replay_store import SUFFIX, fresh_tables, raw_insert, swap_in
+from spanstream.replay_store import MCP_STATS, SUFFIX, fresh_tables, raw_insert, rebuild_mcp_server_stats, swap_in
 from spanstream.replay_worker import COLUMNS, FoldJob, fold_partitions
 from spanstream.settings import Settings
 from streams.health import rules_from_budgets
@@ -168,6 +168,10 @@ def replay(settings: Settings, store: ClickHouseStore, reprice: bool = False, si
     if since:
         report(f"replay: rebuilt {sessions:,} sessions in place")
         return progress
+    if not reprice:
+        rebuild_mcp_server_stats(store)
+        # Right behind spans: the view feeds whichever table is named mcp_server_stats.
+        views = ("spans", MCP_STATS, *SESSION_VIEWS)
     swap_in(store, views)
     report(f"replay: swapped in {', '.join(views)}; {sessions:,} sessions rebuilt")
     return progress

@@ -1,4 +1,4 @@
-"""What replay does to ClickHouse: fresh `__replay` tables, ready-made inserts, the swaps.
+"""What replay does to ClickHouse: fresh `__replay` tables, ready-made inserts, the MCP statistics rebuild, the swaps.
 
 Only the replay parent calls these: it is the one process that has the store open.
 """
@@ -6,6 +6,7 @@ Only the replay parent calls these: it is the one process that has the store ope
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Sequence
 
@@ -15,6 +16,8 @@ from spanstream.replay_rows import FORMAT, SETTINGS
 log = logging.getLogger(__name__)
 
 SUFFIX = "__replay"
+MCP_STATS = "mcp_server_stats"
+MCP_STATS_VIEW = "mcp_server_stats_from_spans"
 INSERT_ATTEMPTS = 5
 
 
@@ -43,9 +46,31 @@ def raw_insert(store: ClickHouseStore, table: str, columns: Sequence[str], body:
             delay = min(delay * 2, 10.0)
 
 
+def rebuild_mcp_server_stats(store: ClickHouseStore) -> None:
+    """Fills `mcp_server_stats__replay` from `spans__replay` with the SELECT the live
+    materialized view runs on every insert into `spans` (read from the view itself, so the two
+    cannot drift apart). Inserts into `spans__replay` do not reach the view: it reads `spans`."""
+    database = store.query_sync("SELECT currentDatabase() AS db")[0]["db"]
+    found = store.query_sync("SELECT as_select FROM system.tables WHERE database = {d:String} AND name = {v:String}",
+                             {"d": database, "v": MCP_STATS_VIEW})
+    if not found:
+        raise RuntimeError(f"the materialized view {MCP_STATS_VIEW} is missing: run `spanstream migrate`")
+    source = re.compile(rf"\bFROM\s+(?:`?{re.escape(database)}`?\.)?`?spans`?(?=\s|$)")
+    select, sources = source.subn(f"FROM `{database}`.`spans{SUFFIX}`", found[0]["as_select"])
+    if sources != 1:
+        raise RuntimeError(f"cannot tell which table {MCP_STATS_VIEW} reads: {found[0]['as_select']}")
+    columns = ", ".join(f"`{row['name']}`" for row in store.query_sync(
+        "SELECT name FROM system.columns WHERE database = {d:String} AND table = {t:String} ORDER BY position",
+        {"d": database, "t": MCP_STATS}))
+    fresh_tables(store, (MCP_STATS,))
+    # By name, as the view maps its SELECT onto its target.
+    store.command_sync(f"INSERT INTO {MCP_STATS}{SUFFIX} ({columns}) SELECT {columns} FROM ({select})")
+
+
 def swap_in(store: ClickHouseStore, tables: Sequence[str]) -> None:
     """Swaps each `<table>__replay` with its live table and drops the old one. Each swap is
-    atomic: readers see the old or the new table, never a half-built one."""
+    atomic: readers see the old or the new table, never a half-built one. The view follows
+    `spans` by name, so after the swap it feeds from the rebuilt table."""
     for table in tables:
         store.command_sync(f"EXCHANGE TABLES {table} AND {table}{SUFFIX}")
         store.command_sync(f"DROP TABLE {table}{SUFFIX}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+import uuid
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -13,6 +14,7 @@ import pytest
 
 from loadtests.generate import generate_sessions
 from schemas.span import ERROR_CAP, PAYLOAD_CAP, Span, session_messages
+from spanstream.kafka import delete_topics, ensure_topics
 from spanstream.producer import make_producer
 from spanstream.replay import replay
 from spanstream.replay_rows import encode_columns, span_values
@@ -20,7 +22,7 @@ from spanstream.replay_store import raw_insert
 from streams.pricing import PriceBook
 from streams.session_rows import COST_COLUMNS, HEALTH_COLUMNS, SESSION_COLUMNS, cost_rows, health_row, session_row
 from streams.sessions import SessionState, fold, from_us, session_record
-from streams.sink import SPAN_COLUMNS, span_row
+from streams.sink import SPAN_COLUMNS, span_row, span_writer
 from tests.conftest import free_port
 from tests.processes import serve_for_tests
 from tests.test_end_to_end import _new_project
@@ -64,7 +66,7 @@ def test_replayed_views_equal_the_live_ones(settings, store, live):
     replay_settings = settings.model_copy(update={"spans_topic": topics["spans"], "worker_id": topics["worker_id"]})
     progress = replay(replay_settings, store, report=lines.append)
     assert progress.spans == len(delivery)
-    assert any("ETA" in line for line in lines) and "swapped in spans, sessions" in lines[-1]
+    assert any("ETA" in line for line in lines) and "swapped in spans, mcp_server_stats, sessions" in lines[-1]
 
     replayed = {row["session_id"]: row for row in store.query_sync(
         "SELECT * FROM sessions FINAL WHERE project_id = {p:String}", {"p": project_id})}
@@ -175,3 +177,57 @@ def _folded(spans: list[Span]) -> SessionState:
         price = book.price_span(span)
         fold(state, span, price.nano_usd, price.priced)
     return state
+
+
+MCP_STATS = """
+    SELECT server_name, tool_name, hour, uniqExactMerge(calls) AS calls, uniqExactIfMerge(failures) AS failures,
+           uniqExactIfMerge(timeouts) AS timeouts, max(last_call_at) AS last_call_at
+    FROM mcp_server_stats WHERE project_id = {p:String}
+    GROUP BY server_name, tool_name, hour ORDER BY server_name, tool_name, hour"""
+
+
+def test_a_full_replay_rebuilds_the_mcp_server_statistics(settings, store):
+    """mcp_server_stats is kept by a materialized view on inserts into `spans`, which inserts
+    into `spans__replay` never reach: replay rebuilds it, and the view still feeds it after the
+    swap. The live worker's sink here is span_writer in this process: the live server has its
+    own chdb directory, and a process may open only one."""
+    suffix = uuid.uuid4().hex[:8]
+    own = settings.model_copy(update={"spans_topic": f"{settings.spans_topic}-stats-{suffix}",
+                                      "sessions_topic": f"{settings.sessions_topic}-stats-{suffix}",
+                                      "health_topic": f"{settings.health_topic}-stats-{suffix}"})
+    ensure_topics(own)
+    try:
+        project_id = f"stats-{suffix}"
+        # A minute before an hour starts, so that the calls fall into two hours.
+        start = (datetime.now(UTC) - timedelta(hours=2)).replace(minute=59, second=0, microsecond=0)
+        spans = [span for session in generate_sessions(5, 60, 15, project_id, start) for span in session]
+        redelivered = random.Random(5).sample(spans, 40)
+        producer = make_producer(own)
+        for message_key, value in session_messages(spans) + session_messages(redelivered):
+            producer.produce(own.spans_topic, key=message_key, value=value)
+        assert producer.flush(30) == 0
+        sink = span_writer(store)
+        for span in spans + redelivered:
+            sink.add(span_row(span))
+        asyncio.run(sink.flush())
+        before = store.query_sync(MCP_STATS, {"p": project_id})
+        assert sum(row["calls"] for row in before) == sum(span.span_type == "tool_call" for span in spans)
+        assert any(row["failures"] for row in before) and len({row["hour"] for row in before}) > 1
+
+        # Lost, as a view's table is when it is created after the spans or restored from an older copy.
+        store.command_sync("TRUNCATE TABLE mcp_server_stats")
+        replay(own, store, report=lambda line: None)
+        assert store.query_sync(MCP_STATS, {"p": project_id}) == before
+
+        tool = next(span for span in spans if span.span_type == "tool_call")
+        late = tool.model_copy(update={"span_id": "after-replay", "status": "timeout"})
+        sink.add(span_row(late))
+        asyncio.run(sink.flush())
+        after = {(row["server_name"], row["tool_name"], row["hour"]): row for row in store.query_sync(MCP_STATS, {"p": project_id})}
+        cell = next(row for row in before if (row["server_name"], row["tool_name"]) == (tool.server_name, tool.tool_name)
+                    and row["hour"] == tool.started_at.replace(minute=0, second=0, microsecond=0).replace(tzinfo=None))
+        grown = after[(tool.server_name, tool.tool_name, cell["hour"])]
+        assert (grown["calls"], grown["failures"], grown["timeouts"]) == (
+            cell["calls"] + 1, cell["failures"] + 1, cell["timeouts"] + 1)
+    finally:
+        delete_topics(own)
