@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 
 import orjson
 
-from schemas.span import Span
+from schemas.span import TOKEN_FIELDS, Span
 
 FORMAT = "JSONCompactColumns"
 # RFC 3339 with a `T` and an offset, as orjson writes it, is ClickHouse's best-effort syntax.
@@ -52,6 +52,15 @@ def span_values(span: Span) -> list:
         _attributes_json(attributes) if attributes else "{}", f["schema_version"],
         f["truncated_fields"],
     ]
+
+
+def cost_values(record: dict) -> list[list]:
+    """streams.session_rows.cost_rows, value for value, without merging two dicts per value."""
+    head = (record["project_id"], record["session_id"])
+    version = record["version"]
+    return [[*head, datetime.fromisoformat(cell["hour"]), cell["model_id"], cell["agent_name"], cell["server_name"],
+             version, cell["calls"], *(cell[name] for name in TOKEN_FIELDS), cell["cost_nano_usd"]]
+            for cell in record["costs"]]
 
 
 def encode_columns(columns: Sequence[str], rows: Sequence[Sequence]) -> bytes | None:

@@ -24,11 +24,11 @@ from multiprocessing.queues import Queue
 from confluent_kafka import Message
 
 from schemas.span import decode_message
-from spanstream.replay_rows import encode_columns, span_values
+from spanstream.replay_rows import cost_values, encode_columns, span_values
 from spanstream.replay_scan import replay_consumer, scan
 from streams.health import HealthRules
 from streams.pricing import PriceBook
-from streams.session_rows import COST_COLUMNS, HEALTH_COLUMNS, SESSION_COLUMNS, cost_rows, health_row, session_row
+from streams.session_rows import COST_COLUMNS, HEALTH_COLUMNS, SESSION_COLUMNS, health_row, session_row
 from streams.session_step import apply_spans, by_session
 from streams.sessions import SessionState, session_record
 from streams.sink import SPAN_COLUMNS
@@ -134,7 +134,7 @@ def fold_partitions(job: FoldJob, out: Queue) -> None:
     for state in states.values():
         record = session_record(state, state.health_tag)
         boxes["sessions"].rows.append(session_row(record))
-        boxes["session_costs"].rows.extend(cost_rows(record))
+        boxes["session_costs"].rows.extend(cost_values(record))
         for view in ("sessions", "session_costs"):
             boxes[view].send(job.chunk_rows)
     for box in boxes.values():

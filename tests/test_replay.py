@@ -17,7 +17,7 @@ from schemas.span import ERROR_CAP, PAYLOAD_CAP, Span, session_messages
 from spanstream.kafka import delete_topics, ensure_topics
 from spanstream.producer import make_producer
 from spanstream.replay import replay
-from spanstream.replay_rows import encode_columns, span_values
+from spanstream.replay_rows import cost_values, encode_columns, span_values
 from spanstream.replay_store import raw_insert
 from streams.pricing import PriceBook
 from streams.session_rows import COST_COLUMNS, HEALTH_COLUMNS, SESSION_COLUMNS, cost_rows, health_row, session_row
@@ -126,8 +126,9 @@ def _awkward_spans() -> list[Span]:
              llm_output="x" * (PAYLOAD_CAP + 5), error="e" * (ERROR_CAP + 1), latency_ms=-0.0, started_at=at),
         Span(**common, span_id="before-1970", started_at=datetime(1969, 12, 31, 23, 59, 59, 999_999, tzinfo=UTC),
              latency_ms=0.1 + 0.2, model_id="gpt-4o", input_tokens=2**64 - 1, thinking_tokens=7),
-        Span(**common, span_id="extra", started_at=at, custom={"k": ["v", 1.5e300, None, True]},
-             attributes={"ü": "é", "big": 10**30}, truncated_fields=["error"]),
+        Span(**common, span_id="extra", started_at=at + timedelta(hours=1), custom={"k": ["v", 1.5e300, None, True]},
+             attributes={"ü": "é", "big": 10**30}, truncated_fields=["error"], model_id="claude-sonnet-4-5",
+             agent_name="writer", input_tokens=1200, output_tokens=300),
     ]
 
 
@@ -137,6 +138,7 @@ def test_insert_bodies_read_back_as_the_sinks_rows(store):
     assert [span_values(span) for span in spans] == [span_row(span) for span in spans]
     # DateTime (session_costs.hour) starts in 1970, so the span from 1969 stays out of the session.
     record = session_record(_folded([span for span in spans if span.span_id != "before-1970"]), "failing")
+    assert len(record["costs"]) > 1 and cost_values(record) == cost_rows(record)
     tables = {
         "spans": (SPAN_COLUMNS, [span_row(span) for span in spans]),
         "sessions": (SESSION_COLUMNS, [session_row(record)]),
