@@ -8,16 +8,14 @@ session_costs, session_health), at the prices in force now. `--from` rebuilds in
 sessions with spans since a moment, each from all its spans.
 
 Decoding and folding run in worker processes, one share of the partitions each
-(spanstream/replay_worker.py); this process, the only one with the store open, inserts what
-they hand it and prints the progress of all of them.
+(spanstream/replay_pool.py, spanstream/replay_worker.py); this process, the only one with the
+store open, inserts what they hand it and prints the progress of all of them.
 """
 
 from __future__ import annotations
 
 import asyncio
-import multiprocessing
 import os
-import queue
 import time
 import uuid
 from collections.abc import Callable
@@ -25,9 +23,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from spanstream.clickhouse import ClickHouseStore
+from spanstream.replay_pool import FoldWorkers
 from spanstream.replay_scan import offset_ranges, replay_consumer, scan, start_offsets
-from spanstream.replay_store import MCP_STATS, SUFFIX, fresh_tables, raw_insert, rebuild_mcp_server_stats, swap_in
-from spanstream.replay_worker import COLUMNS, FoldJob, fold_partitions
+from spanstream.replay_store import MCP_STATS, SUFFIX, fresh_tables, rebuild_mcp_server_stats, swap_in
+from spanstream.replay_worker import FoldJob
 from spanstream.settings import Settings
 from streams.health import rules_from_budgets
 from streams.pricing_source import load_price_book
@@ -47,6 +46,10 @@ class Progress:
     messages: int = 0
     spans: int = 0
     started: float = field(default_factory=time.monotonic)
+
+    def add(self, messages: int, spans: int) -> None:
+        self.messages += messages
+        self.spans += spans
 
     def line(self) -> str:
         elapsed = max(time.monotonic() - self.started, 1e-9)
@@ -80,47 +83,30 @@ def _every_second(call: Callable[[], None]) -> Callable[[], None]:
     return tick
 
 
-def _fold_in_workers(jobs: list[FoldJob], store: ClickHouseStore, suffix: str, progress: Progress,
-                     report: Callable[[str], None]) -> int:
-    """Runs the jobs in child processes (spawned: this process has chdb open, which must not be
-    forked) and inserts what they send; returns how many sessions they folded."""
-    context = multiprocessing.get_context("spawn")
-    # Bounded, so workers wait for a parent that is inserting instead of piling bodies up.
-    inbox = context.Queue(maxsize=2 * len(jobs) + 2)
-    workers = [context.Process(target=fold_partitions, args=(job, inbox), name=f"replay-fold-{index}", daemon=True)
-               for index, job in enumerate(jobs)]
-    for worker in workers:
-        worker.start()
-    done, sessions, tick = 0, 0, _every_second(lambda: report(progress.line()))
+def _offsets(settings: Settings, group_id: str, since: datetime | None, report: Callable[[str], None]
+             ) -> tuple[dict[int, tuple[int, int]], dict[int, int] | None, frozenset[bytes] | None]:
+    """Each partition's range to replay; with `since`, also each partition's first offset since
+    then, and the sessions (message keys are session ids) with spans published since then."""
+    topic = settings.spans_topic
+    consumer = replay_consumer(settings.kafka_bootstrap, group_id)
     try:
-        while done < len(workers):
-            try:
-                item = inbox.get(timeout=0.5)
-            except queue.Empty:
-                failed = [w for w in workers if w.exitcode not in (None, 0)]
-                if failed:
-                    raise RuntimeError(f"replay worker {failed[0].name} exited with {failed[0].exitcode}; "
-                                       "its traceback is above") from None
-                item = ("idle",)
-            kind = item[0]
-            if kind == "rows":
-                raw_insert(store, f"{item[1]}{suffix}", COLUMNS[item[1]], item[2])
-            elif kind == "pyrows":
-                store.insert_sync(f"{item[1]}{suffix}", item[2], COLUMNS[item[1]])
-            elif kind == "progress":
-                progress.messages += item[1]
-                progress.spans += item[2]
-            elif kind == "done":
-                done += 1
-                sessions += item[1]
-            tick()
+        ranges = offset_ranges(consumer, topic)
+        if not since:
+            return ranges, None, None
+        ends = {p: high for p, (_, high) in ranges.items()}
+        since_offsets = start_offsets(consumer, topic, ends, since)
+        first = Progress(total_messages=sum(ends[p] - since_offsets[p] for p in ends))
+        affected = set()
+
+        def note_key(message) -> None:
+            affected.add(message.key())
+            first.add(1, 0)
+
+        scan(consumer, topic, since_offsets, ends, note_key, _every_second(lambda: report(first.line())))
+        report(f"replay: {len(affected):,} sessions have spans since {since.isoformat()}")
+        return ranges, since_offsets, frozenset(affected)
     finally:
-        for worker in workers:
-            if worker.is_alive() and done < len(workers):
-                worker.terminate()
-            worker.join(10)
-        inbox.close()
-    return sessions
+        consumer.close()
 
 
 def replay(settings: Settings, store: ClickHouseStore, reprice: bool = False, since: datetime | None = None,
@@ -131,39 +117,21 @@ def replay(settings: Settings, store: ClickHouseStore, reprice: bool = False, si
     replace on their keys and a rebuilt session has the version the worker gave it.
     `workers` fold processes (default: one per core) share the partitions."""
     views = SESSION_VIEWS if reprice else SPAN_VIEWS + SESSION_VIEWS
-    book = asyncio.run(load_price_book(settings.postgres_dsn, settings.unknown_model_usd_per_call))
-    rules = rules_from_budgets(settings.loop_threshold, settings.budgets)
-    topic, group_id = settings.spans_topic, f"{settings.worker_id}-replay-{uuid.uuid4().hex[:8]}"
-    consumer = replay_consumer(settings.kafka_bootstrap, group_id)
-    affected: set[bytes] | None = None
-    since_offsets: dict[int, int] | None = None
-    try:
-        ranges = offset_ranges(consumer, topic)
-        ends = {p: high for p, (_, high) in ranges.items()}
-        if since:
-            # Pass 1: which sessions (message keys are session ids) had spans since then.
-            since_offsets = start_offsets(consumer, topic, ends, since)
-            first = Progress(total_messages=sum(ends[p] - since_offsets[p] for p in ends))
-            affected = set()
-
-            def note_key(message) -> None:
-                affected.add(message.key())
-                first.messages += 1
-
-            scan(consumer, topic, since_offsets, ends, note_key, _every_second(lambda: report(first.line())))
-            report(f"replay: {len(affected):,} sessions have spans since {since.isoformat()}")
-    finally:
-        consumer.close()
-    suffix = "" if since else SUFFIX
-    if not since:
-        fresh_tables(store, views)
     count = workers or len(os.sched_getaffinity(0))
-    jobs = [FoldJob(settings.kafka_bootstrap, group_id, topic, {p: ranges[p][0] for p in share},
-                    {p: ends[p] for p in share}, book, rules, write_spans=not reprice, chunk_rows=FLUSH_ROWS,
-                    affected=frozenset(affected) if affected is not None else None, since_offsets=since_offsets)
-            for share in _shares({p: high - low for p, (low, high) in ranges.items()}, count)]
-    progress = Progress(total_messages=sum(high - low for low, high in ranges.values()))
-    sessions = _fold_in_workers(jobs, store, suffix, progress, report)
+    group_id = f"{settings.worker_id}-replay-{uuid.uuid4().hex[:8]}"
+    with FoldWorkers(count) as pool:
+        book = asyncio.run(load_price_book(settings.postgres_dsn, settings.unknown_model_usd_per_call))
+        rules = rules_from_budgets(settings.loop_threshold, settings.budgets)
+        ranges, since_offsets, affected = _offsets(settings, group_id, since, report)
+        if not since:
+            fresh_tables(store, views)
+        jobs = [FoldJob(settings.kafka_bootstrap, group_id, settings.spans_topic, {p: ranges[p][0] for p in share},
+                        {p: ranges[p][1] for p in share}, book, rules, write_spans=not reprice,
+                        chunk_rows=FLUSH_ROWS, affected=affected, since_offsets=since_offsets)
+                for share in _shares({p: high - low for p, (low, high) in ranges.items()}, count)]
+        progress = Progress(total_messages=sum(high - low for low, high in ranges.values()))
+        sessions = pool.run(jobs, store, "" if since else SUFFIX, progress.add,
+                            _every_second(lambda: report(progress.line())))
     report(progress.line())
     if since:
         report(f"replay: rebuilt {sessions:,} sessions in place")
