@@ -1,13 +1,20 @@
-"""How fast `spanstream replay` rebuilds every view from the spans topic, beside the raw consume speed."""
+"""How fast `spanstream replay` rebuilds every view from the spans topic, beside the raw consume speed.
+
+It also prints where the CPU went: the replay process (inserts into chdb) and its fold workers
+(decoding, folding, encoding rows), which on a machine with few cores compete with each other.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
+import resource
 import shutil
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -38,6 +45,19 @@ def raw_consume(bootstrap: str, topic: str, messages: int) -> float:
     return elapsed
 
 
+def timed(call: Callable[[], object]) -> tuple[float, float, float]:
+    """Wall seconds of `call`, and the CPU seconds it took in this process and in the child
+    processes it started and waited for (the fold workers)."""
+    def cpu(who: int) -> float:
+        usage = resource.getrusage(who)
+        return usage.ru_utime + usage.ru_stime
+
+    own, children, began = cpu(resource.RUSAGE_SELF), cpu(resource.RUSAGE_CHILDREN), time.perf_counter()
+    call()
+    return (time.perf_counter() - began, cpu(resource.RUSAGE_SELF) - own,
+            cpu(resource.RUSAGE_CHILDREN) - children)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m loadtests.bench_replay", description=__doc__)
     parser.add_argument("--spans", type=int, default=500_000)
@@ -55,8 +75,9 @@ def main() -> None:
     print(f"generating {sessions * args.spans_per_session:,} spans in {sessions:,} sessions", flush=True)
     start = datetime.now(UTC) - timedelta(hours=1)
     producer = make_producer(settings, **{"linger.ms": 20, "batch.size": 1_000_000})
-    messages = 0
+    messages = tool_calls = 0
     for session in generate_sessions(1, sessions, args.spans_per_session, "bench-replay", start):
+        tool_calls += sum(span.span_type == "tool_call" and bool(span.server_name) for span in session)
         for key, value in session_messages(session):
             while True:
                 try:
@@ -72,19 +93,22 @@ def main() -> None:
     raw_seconds = raw_consume(settings.kafka_bootstrap, settings.spans_topic, messages)
     store = ClickHouseStore(settings).open()
     migrate_clickhouse(store)
+
+    def report(line: str) -> None:
+        print(line, flush=True)
+
     try:
-        began = time.perf_counter()
-        replay(settings, store, report=lambda line: print(line, flush=True))
-        replay_seconds = time.perf_counter() - began
-        began = time.perf_counter()
-        replay(settings, store, reprice=True, report=lambda line: print(line, flush=True))
-        reprice_seconds = time.perf_counter() - began
+        replay_seconds, replay_own, replay_workers = timed(lambda: replay(settings, store, report=report))
+        reprice_seconds, reprice_own, reprice_workers = timed(
+            lambda: replay(settings, store, reprice=True, report=report))
         rows = store.query_sync("SELECT count() AS n, sum(spans) AS spans FROM sessions FINAL")[0]
+        calls = store.query_sync("SELECT uniqExactMerge(calls) AS n FROM mcp_server_stats")[0]["n"]
     finally:
         store.close()
         shutil.rmtree(data_dir, ignore_errors=True)
         delete_topics(settings)
     assert rows["n"] == sessions and rows["spans"] == total_spans, rows
+    assert calls == tool_calls, (calls, tool_calls)
 
     print(f"\n{total_spans:,} spans in {messages:,} messages ({args.spans_per_session} spans per session message)")
     print(f"{'raw consume (no decoding)':<40} {total_spans / raw_seconds:>12,.0f} spans/s   {raw_seconds:6.1f} s")
@@ -92,6 +116,8 @@ def main() -> None:
           f"   {raw_seconds / replay_seconds:.2f}x of raw")
     print(f"{'replay --reprice (session views)':<40} {total_spans / reprice_seconds:>12,.0f} spans/s   "
           f"{reprice_seconds:6.1f} s   {raw_seconds / reprice_seconds:.2f}x of raw")
+    print(f"\nCPU seconds on {len(os.sched_getaffinity(0))} cores: replay {replay_own:.1f} in the replay process + "
+          f"{replay_workers:.1f} in its fold workers; --reprice {reprice_own:.1f} + {reprice_workers:.1f}")
 
 
 if __name__ == "__main__":
