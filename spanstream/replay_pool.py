@@ -8,9 +8,11 @@ replay does and wait for their job while this process reads offsets and prepares
 from __future__ import annotations
 
 import multiprocessing
+import os
 import queue
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 from spanstream.clickhouse import ClickHouseStore
 from spanstream.replay_store import raw_insert
@@ -72,8 +74,9 @@ class FoldWorkers:
                                            "its traceback is above")
                 checked = time.monotonic()
             kind = item[0]
-            if kind == "rows":
-                raw_insert(store, f"{item[1]}{suffix}", COLUMNS[item[1]], item[2])
+            if kind == "file":
+                raw_insert(store, f"{item[1]}{suffix}", COLUMNS[item[1]], Path(item[2]))
+                os.unlink(item[2])
             elif kind == "pyrows":
                 store.insert_sync(f"{item[1]}{suffix}", item[2], COLUMNS[item[1]])
             elif kind == "progress":

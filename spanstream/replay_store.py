@@ -9,6 +9,7 @@ import logging
 import re
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 from spanstream.clickhouse import ClickHouseStore
 from spanstream.replay_rows import FORMAT, SETTINGS
@@ -27,21 +28,31 @@ def fresh_tables(store: ClickHouseStore, tables: Sequence[str]) -> None:
         store.command_sync(f"CREATE TABLE {table}{SUFFIX} AS {table}")
 
 
-def raw_insert(store: ClickHouseStore, table: str, columns: Sequence[str], body: bytes) -> None:
-    """Inserts a JSONCompactColumns body as it is. It belongs in ClickHouseStore beside
-    insert_sync; until it moves there it takes the store's lock and client the same way.
-    Transient failures are retried with back-off; a body ClickHouse keeps refusing fails the
-    replay, which leaves the live tables as they were."""
+def raw_insert(store: ClickHouseStore, table: str, columns: Sequence[str], path: Path) -> None:
+    """Inserts the JSONCompactColumns body in the file at `path` as it is. It belongs in
+    ClickHouseStore beside insert_sync; until it moves there it takes the store's lock and
+    client the same way. Embedded, chdb reads the file itself (clickhouse-connect's raw_insert
+    would copy it to a file of its own first); a server is sent it. Transient failures are
+    retried with back-off; a body ClickHouse keeps refusing fails the replay, which leaves the
+    live tables as they were."""
+    names = ", ".join(f"`{name}`" for name in columns)
     delay = 0.1
     for attempt in range(1, INSERT_ATTEMPTS + 1):
         try:
             with store._lock:
-                store._require().raw_insert(table, list(columns), body, settings=SETTINGS, fmt=FORMAT)
+                if store.embedded:
+                    settings = ", ".join(f"{key} = '{value}'" for key, value in SETTINGS.items())
+                    quoted = str(path).replace("\\", "\\\\").replace("'", "\\'")
+                    store._require().command(
+                        f"INSERT INTO {table} ({names}) FROM INFILE '{quoted}' SETTINGS {settings} FORMAT {FORMAT}")
+                else:
+                    with open(path, "rb") as body:
+                        store._require().raw_insert(table, list(columns), body, settings=SETTINGS, fmt=FORMAT)
             return
         except Exception as error:  # noqa: BLE001 - any driver failure is retried a few times
             if attempt == INSERT_ATTEMPTS:
                 raise
-            log.warning("insert of %d bytes into %s failed (%s); retrying in %.1fs", len(body), table, error, delay)
+            log.warning("insert of %s into %s failed (%s); retrying in %.1fs", path, table, error, delay)
             time.sleep(delay)
             delay = min(delay * 2, 10.0)
 

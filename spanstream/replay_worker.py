@@ -3,11 +3,12 @@
 Sessions are partition-local (the topic is keyed by session), so each worker folds its
 partitions alone, message by message in offset order, with the live worker's step
 (streams.session_step.apply_spans): the same versions and health changes as before. It opens
-no store (chdb allows one process per directory): it hands the parent ready-to-insert bodies
-on a queue, and the parent only inserts them.
+no store (chdb allows one process per directory): it writes ready-to-insert bodies to files
+and tells the parent, which only inserts them.
 
-Queue items: ("rows", view, body, count), ("pyrows", view, rows) for rows JSON cannot carry
-exactly, ("progress", messages, spans) deltas, and last ("done", sessions).
+Queue items: ("file", view, path, rows) for a body in a file (the parent inserts it and removes
+it), ("pyrows", view, rows) for rows JSON cannot carry exactly, ("progress", messages, spans)
+deltas, and last ("done", sessions).
 """
 
 from __future__ import annotations
@@ -53,6 +54,9 @@ class FoldJob:
     rules: HealthRules
     write_spans: bool
     chunk_rows: int
+    # Bodies go through files: through the queue, each was copied three times on the way and the
+    # replay process spent half a second of a 500,000-span replay just receiving them.
+    body_dir: str
     affected: frozenset[bytes] | None = None
     since_offsets: dict[int, int] | None = None
 
@@ -75,15 +79,24 @@ class _Parent:
 
 
 class _Outbox:
-    def __init__(self, parent: _Parent, view: str, chunk_rows: int) -> None:
-        self.parent, self.view, self.columns, self.chunk_rows = parent, view, COLUMNS[view], chunk_rows
+    def __init__(self, parent: _Parent, view: str, job: FoldJob) -> None:
+        self.parent, self.view, self.columns, self.chunk_rows = parent, view, COLUMNS[view], job.chunk_rows
+        self.body_dir = job.body_dir
         self.rows: list[Sequence] = []
+        self.sent = 0
 
     def send(self, at_least: int = 1) -> None:
         if len(self.rows) < at_least:
             return
         body = encode_columns(self.columns, self.rows)
-        self.parent.put(("rows", self.view, body, len(self.rows)) if body is not None else ("pyrows", self.view, self.rows))
+        if body is None:
+            self.parent.put(("pyrows", self.view, self.rows))
+        else:
+            self.sent += 1
+            path = os.path.join(self.body_dir, f"{self.view}-{os.getpid()}-{self.sent}.json")
+            with open(path, "wb") as file:
+                file.write(body)
+            self.parent.put(("file", self.view, path, len(self.rows)))
         self.rows = []
 
 
@@ -103,7 +116,7 @@ def fold_partitions(jobs: Connection, out: Queue) -> None:
     # found nothing to free, and walking them again and again took a sixth of the worker's time
     # at the default thresholds (still 3% at 50,000 allocations a collection).
     gc.disable()
-    boxes = {view: _Outbox(parent, view, job.chunk_rows) for view in COLUMNS}
+    boxes = {view: _Outbox(parent, view, job) for view in COLUMNS}
     states: dict[bytes, SessionState] = {}
     counts = [0, 0]  # messages, spans since the last progress item
     last_progress = time.monotonic()

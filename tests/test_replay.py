@@ -132,7 +132,7 @@ def _awkward_spans() -> list[Span]:
     ]
 
 
-def test_insert_bodies_read_back_as_the_sinks_rows(store):
+def test_insert_bodies_read_back_as_the_sinks_rows(store, tmp_path):
     """What a replay worker encodes reads back exactly as the live sink's rows would."""
     spans = _awkward_spans()
     assert [span_values(span) for span in spans] == [span_row(span) for span in spans]
@@ -155,7 +155,8 @@ def test_insert_bodies_read_back_as_the_sinks_rows(store):
             if table == "spans":  # the retention would drop the old spans on insert
                 store.command_sync(f"ALTER TABLE {table}_{copy} REMOVE TTL")
         store.insert_sync(f"{table}_native", rows, columns)
-        raw_insert(store, f"{table}_json", columns, body)
+        (tmp_path / table).write_bytes(body)
+        raw_insert(store, f"{table}_json", columns, tmp_path / table)
         read = [store.query_sync(f"SELECT {', '.join(columns)} FROM {table}_{copy} ORDER BY ALL") for copy in ("native", "json")]
         assert read[0] == read[1] and len(read[0]) == len(rows), table
         for copy in ("native", "json"):
