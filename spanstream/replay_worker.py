@@ -152,6 +152,9 @@ def fold_partitions(jobs: Connection, out: Queue) -> None:
         scan(consumer, job.topic, job.starts, job.ends, fold_message)
     finally:
         consumer.close()
+    # The last spans first: the parent inserts them while the session rows are built.
+    boxes["spans"].send()
+    boxes["session_health"].send()
     for state in states.values():
         record = session_record(state, state.health_tag)
         boxes["sessions"].rows.append(session_row(record))
