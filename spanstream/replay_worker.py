@@ -127,7 +127,8 @@ def fold_partitions(jobs: Connection, out: Queue) -> None:
             return
         spans, _ = decode_message(message.value())
         counts[1] += len(spans)
-        if job.write_spans and (job.since_offsets is None or message.offset() >= job.since_offsets[message.partition()]):
+        since = job.since_offsets
+        if job.write_spans and (since is None or message.offset() >= since[message.partition()]):
             boxes["spans"].rows.extend(map(span_values, spans))
         for key, group in by_session(spans).items():
             state = states.get(key) or states.setdefault(key, SessionState(group[0].project_id, group[0].session_id))

@@ -157,7 +157,8 @@ def test_insert_bodies_read_back_as_the_sinks_rows(store, tmp_path):
         store.insert_sync(f"{table}_native", rows, columns)
         (tmp_path / table).write_bytes(body)
         raw_insert(store, f"{table}_json", columns, tmp_path / table)
-        read = [store.query_sync(f"SELECT {', '.join(columns)} FROM {table}_{copy} ORDER BY ALL") for copy in ("native", "json")]
+        read = [store.query_sync(f"SELECT {', '.join(columns)} FROM {table}_{copy} ORDER BY ALL")
+                for copy in ("native", "json")]
         assert read[0] == read[1] and len(read[0]) == len(rows), table
         for copy in ("native", "json"):
             store.command_sync(f"DROP TABLE {table}_{copy}")
@@ -187,6 +188,10 @@ MCP_STATS = """
            uniqExactIfMerge(timeouts) AS timeouts, max(last_call_at) AS last_call_at
     FROM mcp_server_stats WHERE project_id = {p:String}
     GROUP BY server_name, tool_name, hour ORDER BY server_name, tool_name, hour"""
+
+
+def _by_cell(stats: list[dict]) -> dict[tuple, dict]:
+    return {(row["server_name"], row["tool_name"], row["hour"]): row for row in stats}
 
 
 def test_a_full_replay_rebuilds_the_mcp_server_statistics(settings, store):
@@ -226,10 +231,9 @@ def test_a_full_replay_rebuilds_the_mcp_server_statistics(settings, store):
         late = tool.model_copy(update={"span_id": "after-replay", "status": "timeout"})
         sink.add(span_row(late))
         asyncio.run(sink.flush())
-        after = {(row["server_name"], row["tool_name"], row["hour"]): row for row in store.query_sync(MCP_STATS, {"p": project_id})}
-        cell = next(row for row in before if (row["server_name"], row["tool_name"]) == (tool.server_name, tool.tool_name)
-                    and row["hour"] == tool.started_at.replace(minute=0, second=0, microsecond=0).replace(tzinfo=None))
-        grown = after[(tool.server_name, tool.tool_name, cell["hour"])]
+        where = (tool.server_name, tool.tool_name, tool.started_at.replace(minute=0, second=0, microsecond=0, tzinfo=None))
+        cell = _by_cell(before)[where]
+        grown = _by_cell(store.query_sync(MCP_STATS, {"p": project_id}))[where]
         assert (grown["calls"], grown["failures"], grown["timeouts"]) == (
             cell["calls"] + 1, cell["failures"] + 1, cell["timeouts"] + 1)
     finally:
