@@ -120,7 +120,8 @@ def replay(settings: Settings, store: ClickHouseStore, reprice: bool = False, si
     views = SESSION_VIEWS if reprice else SPAN_VIEWS + SESSION_VIEWS
     count = workers or len(os.sched_getaffinity(0))
     group_id = f"{settings.worker_id}-replay-{uuid.uuid4().hex[:8]}"
-    with FoldWorkers(count) as pool, tempfile.TemporaryDirectory(prefix="spanstream-replay-") as body_dir:
+    # Workers end before their directory goes, so none is left writing into a removed one.
+    with tempfile.TemporaryDirectory(prefix="spanstream-replay-") as body_dir, FoldWorkers(count) as pool:
         book = asyncio.run(load_price_book(settings.postgres_dsn, settings.unknown_model_usd_per_call))
         rules = rules_from_budgets(settings.loop_threshold, settings.budgets)
         ranges, since_offsets, affected = _offsets(settings, group_id, since, report)
