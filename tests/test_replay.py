@@ -238,3 +238,37 @@ def test_a_full_replay_rebuilds_the_mcp_server_statistics(settings, store):
             cell["calls"] + 1, cell["failures"] + 1, cell["timeouts"] + 1)
     finally:
         delete_topics(own)
+
+
+class _FailingBook(PriceBook):
+    """Pickled by reference into the replay workers, where pricing the first span fails."""
+
+    def price_span(self, span):
+        raise RuntimeError("pricing failed")
+
+
+def test_a_failing_worker_fails_the_replay_and_leaves_the_views_as_they_were(settings, store, monkeypatch):
+    suffix = uuid.uuid4().hex[:8]
+    own = settings.model_copy(update={"spans_topic": f"{settings.spans_topic}-fail-{suffix}",
+                                      "sessions_topic": f"{settings.sessions_topic}-fail-{suffix}",
+                                      "health_topic": f"{settings.health_topic}-fail-{suffix}"})
+    ensure_topics(own)
+    try:
+        spans = [span for session in generate_sessions(6, 5, 4, f"fail-{suffix}", datetime.now(UTC)) for span in session]
+        producer = make_producer(own)
+        for message_key, value in session_messages(spans):
+            producer.produce(own.spans_topic, key=message_key, value=value)
+        assert producer.flush(30) == 0
+        before = {table: store.query_sync(f"SELECT count() AS n FROM {table}")[0]["n"]
+                  for table in ("spans", "sessions", "session_costs", "session_health", "mcp_server_stats")}
+
+        async def failing_book(*_):
+            return _FailingBook([], Decimal("0.01"))
+
+        monkeypatch.setattr("spanstream.replay.load_price_book", failing_book)
+        with pytest.raises(RuntimeError, match="replay worker .* exited with 1"):
+            replay(own, store, report=lambda line: None)
+        after = {table: store.query_sync(f"SELECT count() AS n FROM {table}")[0]["n"] for table in before}
+        assert after == before
+    finally:
+        delete_topics(own)
