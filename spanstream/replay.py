@@ -1,11 +1,12 @@
 """`spanstream replay`: rebuilds the derived views from the retained `spans` topic.
 
 Reads the topic from the start, up to the end offsets it finds when it starts, folds with the
-same pure step as the live worker (streams.session_step), writes fresh `<view>__replay` tables,
-and then swaps each of them with the live table in one atomic EXCHANGE. Readers keep querying
-the live tables until the swap. `--reprice` rebuilds only the views that carry costs (sessions,
-session_costs, session_health), at the prices in force now. `--from` rebuilds in place only the
-sessions with spans since a moment, each from all its spans.
+same pure step as the live worker (streams.session_step), writes fresh `<view>__replay` tables
+(and builds `mcp_server_stats__replay` from the rebuilt spans, since its materialized view only
+sees inserts into `spans`), and then swaps each with the live table in one atomic EXCHANGE.
+Readers keep querying the live tables until the swap. `--reprice` rebuilds only the views that
+carry costs (sessions, session_costs, session_health), at the prices in force now. `--from`
+rebuilds in place only the sessions with spans since a moment, each from all its spans.
 
 Decoding and folding run in worker processes, one share of the partitions each
 (spanstream/replay_pool.py, spanstream/replay_worker.py); this process, the only one with the
