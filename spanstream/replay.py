@@ -85,18 +85,23 @@ def _every_second(call: Callable[[], None]) -> Callable[[], None]:
     return tick
 
 
-def _offsets(settings: Settings, group_id: str, since: datetime | None, report: Callable[[str], None]
+def _offsets(settings: Settings, group_id: str, since: datetime | None, report: Callable[[str], None],
+             after: dict[int, int] | None = None
              ) -> tuple[dict[int, tuple[int, int]], dict[int, int] | None, frozenset[bytes] | None]:
-    """Each partition's range to replay; with `since`, also each partition's first offset since
-    then, and the sessions (message keys are session ids) with spans published since then."""
+    """Each partition's range to replay; with `since` (a time) or `after` (each partition's
+    offset), also each partition's first offset since then, and the sessions (message keys are
+    session ids) with spans published since then."""
     topic = settings.spans_topic
     consumer = replay_consumer(settings.kafka_bootstrap, group_id)
     try:
         ranges = offset_ranges(consumer, topic)
-        if not since:
+        if since is None and after is None:
             return ranges, None, None
         ends = {p: high for p, (_, high) in ranges.items()}
-        since_offsets = start_offsets(consumer, topic, ends, since)
+        if after is not None:
+            since_offsets = {p: min(after.get(p, low), high) for p, (low, high) in ranges.items()}
+        else:
+            since_offsets = start_offsets(consumer, topic, ends, since)
         first = Progress(total_messages=sum(ends[p] - since_offsets[p] for p in ends))
         affected = set()
 
@@ -105,19 +110,23 @@ def _offsets(settings: Settings, group_id: str, since: datetime | None, report: 
             first.add(1, 0)
 
         scan(consumer, topic, since_offsets, ends, note_key, _every_second(lambda: report(first.line())))
-        report(f"replay: {len(affected):,} sessions have spans since {since.isoformat()}")
+        report(f"replay: {len(affected):,} sessions have spans since "
+               + (since.isoformat() if since else "the rebuild began"))
         return ranges, since_offsets, frozenset(affected)
     finally:
         consumer.close()
 
 
 def replay(settings: Settings, store: ClickHouseStore, reprice: bool = False, since: datetime | None = None,
-           report: Callable[[str], None] = print, workers: int | None = None) -> Progress:
+           report: Callable[[str], None] = print, workers: int | None = None,
+           after: dict[int, int] | None = None) -> Progress:
     """Rebuilds the views. With `since`, rebuilds in place only the sessions that have a span
     published at or after it, each from all its retained spans, and re-writes those spans;
-    sessions untouched since then stay as they are. Re-writing is idempotent: the tables
-    replace on their keys and a rebuilt session has the version the worker gave it.
-    `workers` fold processes (default: one per core) share the partitions."""
+    sessions untouched since then stay as they are (`after`: the same from each partition's
+    offset). Re-writing is idempotent: the tables replace on their keys and a rebuilt session
+    has the version the worker gave it. `workers` fold processes (default: one per core) share
+    the partitions."""
+    in_place = since is not None or after is not None
     views = SESSION_VIEWS if reprice else SPAN_VIEWS + SESSION_VIEWS
     count = workers or len(os.sched_getaffinity(0))
     group_id = f"{settings.worker_id}-replay-{uuid.uuid4().hex[:8]}"
@@ -125,18 +134,18 @@ def replay(settings: Settings, store: ClickHouseStore, reprice: bool = False, si
     with tempfile.TemporaryDirectory(prefix="spanstream-replay-") as body_dir, FoldWorkers(count) as pool:
         book = asyncio.run(load_price_book(settings.postgres_dsn, settings.unknown_model_usd_per_call))
         rules = rules_from_budgets(settings.loop_threshold, settings.budgets)
-        ranges, since_offsets, affected = _offsets(settings, group_id, since, report)
-        if not since:
+        ranges, since_offsets, affected = _offsets(settings, group_id, since, report, after)
+        if not in_place:
             fresh_tables(store, views)
         jobs = [FoldJob(settings.kafka_bootstrap, group_id, settings.spans_topic, {p: ranges[p][0] for p in share},
                         {p: ranges[p][1] for p in share}, book, rules, write_spans=not reprice,
                         chunk_rows=FLUSH_ROWS, body_dir=body_dir, affected=affected, since_offsets=since_offsets)
                 for share in _shares({p: high - low for p, (low, high) in ranges.items()}, count)]
         progress = Progress(total_messages=sum(high - low for low, high in ranges.values()))
-        sessions = pool.run(jobs, store, "" if since else SUFFIX, progress.add,
+        sessions = pool.run(jobs, store, "" if in_place else SUFFIX, progress.add,
                             _every_second(lambda: report(progress.line())))
     report(progress.line())
-    if since:
+    if in_place:
         report(f"replay: rebuilt {sessions:,} sessions in place")
         return progress
     if not reprice:
@@ -145,4 +154,9 @@ def replay(settings: Settings, store: ClickHouseStore, reprice: bool = False, si
         views = ("spans", MCP_STATS, *SESSION_VIEWS)
     swap_in(store, views)
     report(f"replay: swapped in {', '.join(views)}; {sessions:,} sessions rebuilt")
+    # While this ran, the live sinks kept writing the tables just swapped out: spans published
+    # since it began, and the sessions they changed. Rebuild those sessions in place, in the
+    # tables now live; from here on the live sinks write these tables themselves.
+    replay(settings, store, reprice=reprice, report=report, workers=workers,
+           after={p: high for p, (_, high) in ranges.items()})
     return progress

@@ -73,7 +73,7 @@ def test_replay_through_the_serving_process(settings, tmp_path):
             reader.join()
         assert done.returncode == 0, done.stderr + done.stdout
         assert "running in the serving process" in done.stdout and "ETA" in done.stdout
-        assert "swapped in" in done.stdout.splitlines()[-1]
+        assert "swapped in" in done.stdout
         assert answers and set(answers) == {200}  # the live views answered throughout
 
         after = _wait_for_spans(running.base, key, len(spans))
