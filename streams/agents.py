@@ -26,6 +26,7 @@ from streams.sink import ClickHouseWriter, span_row, span_writer
 from streams.topics import SESSIONS_TABLE, declare_topics
 
 log = logging.getLogger(__name__)
+FRAMES_PER_INSERT = 64
 
 
 def _redelivered_on_error(body: Callable[[faust.StreamT], Awaitable[None]]):
@@ -108,8 +109,10 @@ def register_sink_agents(app: faust.App, settings: Settings, store: ClickHouseSt
     async def spans_to_clickhouse(stream: faust.StreamT) -> None:
         # take_events acks a batch only after this body returns, i.e. after the insert is
         # durable: a crash before that redelivers the batch, and the replacing table dedups it.
-        # Each event is a frame of many spans, so a few frames make a batch.
-        async for events in stream.take_events(max(1, batch // 500), within=within):
+        # Each event is a frame of up to 1 MiB of spans: at most FRAMES_PER_INSERT of them are
+        # held at once, and as many as `within` brings make one insert. Fewer would make many
+        # small parts when spans trickle in, which slows every query over them.
+        async for events in stream.take_events(FRAMES_PER_INSERT, within=within):
             for event in events:
                 for item in _frame_items(event):
                     spans, _ = decode_message(item.value)  # the fold worker dead-letters the rest
