@@ -157,6 +157,17 @@ def replay(settings: Settings, store: ClickHouseStore, reprice: bool = False, si
     # While this ran, the live sinks kept writing the tables just swapped out: spans published
     # since it began, and the sessions they changed. Rebuild those sessions in place, in the
     # tables now live; from here on the live sinks write these tables themselves.
-    replay(settings, store, reprice=reprice, report=report, workers=workers,
-           after={p: high for p, (_, high) in ranges.items()})
+    ends = {p: high for p, (_, high) in ranges.items()}
+    if _published_since(settings, group_id, ends):
+        replay(settings, store, reprice=reprice, report=report, workers=workers, after=ends)
+    else:
+        report("replay: no spans were published while it ran")
     return progress
+
+
+def _published_since(settings: Settings, group_id: str, ends: dict[int, int]) -> bool:
+    consumer = replay_consumer(settings.kafka_bootstrap, group_id)
+    try:
+        return any(high > ends.get(p, low) for p, (low, high) in offset_ranges(consumer, settings.spans_topic).items())
+    finally:
+        consumer.close()
