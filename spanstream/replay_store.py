@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from spanstream.clickhouse import ClickHouseStore
-from spanstream.replay_rows import FORMAT, SETTINGS
+from spanstream.insert_bodies import FORMAT, SETTINGS
 
 log = logging.getLogger(__name__)
 

@@ -26,7 +26,7 @@ from multiprocessing.queues import Queue
 from confluent_kafka import Message
 
 from schemas.span import decode_message
-from spanstream.replay_rows import cost_values, encode_columns, span_values
+from spanstream.insert_bodies import cost_values, encode_columns, span_values
 from spanstream.replay_scan import replay_consumer, scan
 from streams.health import HealthRules
 from streams.pricing import PriceBook

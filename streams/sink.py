@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 
 from schemas.span import Span
 from spanstream.clickhouse import ClickHouseStore
+from spanstream.insert_bodies import FORMAT, SETTINGS, encode_columns
 
 log = logging.getLogger(__name__)
 
@@ -21,6 +22,10 @@ SPAN_COLUMNS = (
 )
 
 
+# One encoder for every span: json.dumps builds a new one per call when given arguments.
+_attributes_json = json.JSONEncoder(separators=(",", ":"), default=str).encode
+
+
 def span_row(span: Span) -> list:
     """One spans-table row; absent optional values become ClickHouse's empty defaults."""
     return [
@@ -31,7 +36,7 @@ def span_row(span: Span) -> list:
         span.input_tokens, span.output_tokens, span.cache_read_tokens, span.cache_creation_tokens,
         span.thinking_tokens, span.finish_reason or "", span.input_args or "",
         span.output_result or "", span.llm_input or "", span.llm_output or "",
-        json.dumps(span.attributes, separators=(",", ":"), default=str), span.schema_version,
+        _attributes_json(span.attributes) if span.attributes else "{}", span.schema_version,
         span.truncated_fields,
     ]
 
@@ -71,9 +76,15 @@ class ClickHouseWriter:
         rows = self._rows
         try:
             delay = 0.1
+            # Encoded here and parsed by ClickHouse in C++; rows JSON cannot carry exactly go
+            # through clickhouse-connect as they are.
+            body = encode_columns(self._columns, rows)
             while True:
                 try:
-                    await self._store.insert(self.table, rows, self._columns)
+                    if body is None:
+                        await self._store.insert(self.table, rows, self._columns)
+                    else:
+                        await self._store.insert_body(self.table, self._columns, body, FORMAT, SETTINGS)
                     break
                 except Exception as error:  # noqa: BLE001 - any driver failure is retried
                     self.retries += 1

@@ -1,8 +1,10 @@
-"""Replay's insert bodies: the live sink's rows, encoded as ClickHouse JSONCompactColumns by the worker that built them.
+"""Insert bodies: the sink's rows encoded as ClickHouse JSONCompactColumns, for the live sinks
+(streams.sink) and replay's workers alike.
 
+It lives in `spanstream/` beside the store because both the stream sinks and replay use it.
 clickhouse-connect turns Python rows into its Native format in Python, ~15 µs a span, in the
 one process that may open chdb; orjson writes a whole batch as one JSON document in ~2 µs a
-span, in the fold worker, and ClickHouse parses it in C++. The values are the ones the live
+span, and ClickHouse parses it in C++. The values are the ones the live
 sink writes (streams.sink.span_row, streams.session_rows) and none is changed on the way:
 strings and integers are exact, floats are written shortest-round-trip, times as RFC 3339 with
 microseconds. What JSON cannot carry exactly (a non-finite float, an integer past UInt64, a time
