@@ -1,7 +1,6 @@
-"""Insert bodies: the sink's rows encoded as ClickHouse JSONCompactColumns, for the live sinks
-(streams.sink) and replay's workers alike.
+"""Replay's insert bodies: the live sink's rows, encoded as ClickHouse JSONCompactColumns by the
+worker that built them.
 
-It lives in `spanstream/` beside the store because both the stream sinks and replay use it.
 clickhouse-connect turns Python rows into its Native format in Python, ~15 µs a span, in the
 one process that may open chdb; orjson writes a whole batch as one JSON document in ~2 µs a
 span, and ClickHouse parses it in C++. The values are the ones the live

@@ -9,7 +9,6 @@ from collections.abc import Callable, Sequence
 
 from schemas.span import Span
 from spanstream.clickhouse import ClickHouseStore
-from spanstream.insert_bodies import FORMAT, SETTINGS, encode_columns
 
 log = logging.getLogger(__name__)
 
@@ -76,15 +75,9 @@ class ClickHouseWriter:
         rows = self._rows
         try:
             delay = 0.1
-            # Encoded here and parsed by ClickHouse in C++; rows JSON cannot carry exactly go
-            # through clickhouse-connect as they are.
-            body = encode_columns(self._columns, rows)
             while True:
                 try:
-                    if body is None:
-                        await self._store.insert(self.table, rows, self._columns)
-                    else:
-                        await self._store.insert_body(self.table, self._columns, body, FORMAT, SETTINGS)
+                    await self._store.insert(self.table, rows, self._columns)
                     break
                 except Exception as error:  # noqa: BLE001 - any driver failure is retried
                     self.retries += 1
