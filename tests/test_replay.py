@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import time
 import uuid
@@ -185,6 +186,18 @@ def _folded(spans: list[Span]) -> SessionState:
     return state
 
 
+@contextlib.contextmanager
+def _own_topics(settings, suffix: str):
+    """Settings with topics of their own for one test, created now and deleted after it."""
+    own = settings.model_copy(update={name: f"{getattr(settings, name)}-{suffix}"
+                                      for name in ("spans_topic", "sessions_topic", "health_topic")})
+    ensure_topics(own)
+    try:
+        yield own
+    finally:
+        delete_topics(own)
+
+
 MCP_STATS = """
     SELECT server_name, tool_name, hour, uniqExactMerge(calls) AS calls, uniqExactIfMerge(failures) AS failures,
            uniqExactIfMerge(timeouts) AS timeouts, max(last_call_at) AS last_call_at
@@ -202,11 +215,7 @@ def test_a_full_replay_rebuilds_the_mcp_server_statistics(settings, store):
     swap. The live worker's sink here is span_writer in this process: the live server has its
     own chdb directory, and a process may open only one."""
     suffix = uuid.uuid4().hex[:8]
-    own = settings.model_copy(update={"spans_topic": f"{settings.spans_topic}-stats-{suffix}",
-                                      "sessions_topic": f"{settings.sessions_topic}-stats-{suffix}",
-                                      "health_topic": f"{settings.health_topic}-stats-{suffix}"})
-    ensure_topics(own)
-    try:
+    with _own_topics(settings, f"stats-{suffix}") as own:
         project_id = f"stats-{suffix}"
         # A minute before an hour starts, so that the calls fall into two hours.
         start = (datetime.now(UTC) - timedelta(hours=2)).replace(minute=59, second=0, microsecond=0)
@@ -238,8 +247,6 @@ def test_a_full_replay_rebuilds_the_mcp_server_statistics(settings, store):
         grown = _by_cell(store.query_sync(MCP_STATS, {"p": project_id}))[where]
         assert (grown["calls"], grown["failures"], grown["timeouts"]) == (
             cell["calls"] + 1, cell["failures"] + 1, cell["timeouts"] + 1)
-    finally:
-        delete_topics(own)
 
 
 class _FailingBook(PriceBook):
@@ -251,11 +258,7 @@ class _FailingBook(PriceBook):
 
 def test_a_failing_worker_fails_the_replay_and_leaves_the_views_as_they_were(settings, store, monkeypatch):
     suffix = uuid.uuid4().hex[:8]
-    own = settings.model_copy(update={"spans_topic": f"{settings.spans_topic}-fail-{suffix}",
-                                      "sessions_topic": f"{settings.sessions_topic}-fail-{suffix}",
-                                      "health_topic": f"{settings.health_topic}-fail-{suffix}"})
-    ensure_topics(own)
-    try:
+    with _own_topics(settings, f"fail-{suffix}") as own:
         spans = [span for session in generate_sessions(6, 5, 4, f"fail-{suffix}", datetime.now(UTC)) for span in session]
         producer = make_producer(own)
         for message_key, value in session_messages(spans):
@@ -272,8 +275,6 @@ def test_a_failing_worker_fails_the_replay_and_leaves_the_views_as_they_were(set
             replay(own, store, report=lambda line: None)
         after = {table: store.query_sync(f"SELECT count() AS n FROM {table}")[0]["n"] for table in before}
         assert after == before
-    finally:
-        delete_topics(own)
 
 
 def test_what_the_live_sinks_write_during_a_replay_survives_the_swap(settings, store):
@@ -281,11 +282,7 @@ def test_what_the_live_sinks_write_during_a_replay_survives_the_swap(settings, s
     after the replay read its end offsets, and the sessions they make, must still be in the
     views afterwards. The live sinks here are writers in this process, on this process's store."""
     suffix = uuid.uuid4().hex[:8]
-    own = settings.model_copy(update={"spans_topic": f"{settings.spans_topic}-during-{suffix}",
-                                      "sessions_topic": f"{settings.sessions_topic}-during-{suffix}",
-                                      "health_topic": f"{settings.health_topic}-during-{suffix}"})
-    ensure_topics(own)
-    try:
+    with _own_topics(settings, f"during-{suffix}") as own:
         project_id = f"during-{suffix}"
         start = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=10)
         early, late = generate_sessions(8, 2, 9, project_id, start)
@@ -324,5 +321,3 @@ def test_what_the_live_sinks_write_during_a_replay_survives_the_swap(settings, s
         spans = store.query_sync("SELECT count() AS n FROM spans FINAL WHERE project_id = {p:String}", {"p": project_id})
         assert spans[0]["n"] == 18
         assert "1 sessions have spans since the rebuild began" in " ".join(lines), lines
-    finally:
-        delete_topics(own)
