@@ -34,7 +34,6 @@ class SpanBatcher:
         self._settings = settings
         self._source = settings.spans_topic
         self._target = batches_topic_name(settings.spans_topic)
-        self.batched = 0  # source messages copied and committed
 
     def _consumer(self) -> Consumer:
         return Consumer({
@@ -100,7 +99,6 @@ class SpanBatcher:
             # A rebalance took the partitions: their new owner copies from the last commit,
             # which re-sends frames the readers already dedup.
             log.warning("spans batcher: commit failed (%s); the next owner re-copies", error)
-        self.batched += len(messages)
 
 
 def _frames(items: list[tuple[int, bytes | None, bytes | None]]):
