@@ -111,9 +111,13 @@ class ClickHouseStore:
         with self._lock:
             return self._require().command(sql, parameters=parameters)
 
-    def query_sync(self, sql: str, parameters: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    def query_sync(
+        self, sql: str, parameters: dict[str, Any] | None = None, settings: dict[str, Any] | None = None
+    ) -> list[dict[str, Any]]:
+        """`settings` are ClickHouse query settings for this query alone (caps such as
+        max_execution_time, max_memory_usage, readonly)."""
         with self._lock:
-            result = self._require().query(sql, parameters=parameters)
+            result = self._require().query(sql, parameters=parameters, settings=settings)
         return [dict(zip(result.column_names, row)) for row in result.result_rows]
 
     def insert_sync(self, table: str, rows: Sequence[Sequence[Any]], column_names: Sequence[str]) -> None:
@@ -126,8 +130,10 @@ class ClickHouseStore:
     async def command(self, sql: str, parameters: dict[str, Any] | None = None) -> Any:
         return await asyncio.to_thread(self.command_sync, sql, parameters)
 
-    async def query(self, sql: str, parameters: dict[str, Any] | None = None) -> list[dict[str, Any]]:
-        return await asyncio.to_thread(self.query_sync, sql, parameters)
+    async def query(
+        self, sql: str, parameters: dict[str, Any] | None = None, settings: dict[str, Any] | None = None
+    ) -> list[dict[str, Any]]:
+        return await asyncio.to_thread(self.query_sync, sql, parameters, settings)
 
     async def insert(self, table: str, rows: Sequence[Sequence[Any]], column_names: Sequence[str]) -> None:
         await asyncio.to_thread(self.insert_sync, table, rows, column_names)
