@@ -16,7 +16,7 @@ from fastapi import Depends, Header, HTTPException, Request, status
 from api.keys import key_prefix
 from api.publisher import SpanPublisher
 from api.ratelimit import SpanRateLimiter
-from api.repositories.projects import Project, project_for_key
+from api.repositories.projects import KeyHolder, Project, holder_of_key
 from spanstream.clickhouse import ClickHouseStore
 from spanstream.settings import Settings
 
@@ -24,10 +24,21 @@ from spanstream.settings import Settings
 KEY_CACHE_SECONDS = 30.0
 
 
+# Each role can do what the roles before it can.
+ROLES = ("viewer", "member", "admin")
+
+
 @dataclass(frozen=True)
 class Caller:
+    """Who is calling, for which project, with which role. `actor` names them in audit logs."""
+
     project: Project
-    key_prefix: str
+    role: str
+    actor: str
+    key_prefix: str | None = None
+
+    def can(self, role: str) -> bool:
+        return ROLES.index(self.role) >= ROLES.index(role)
 
 
 class KeyCache:
@@ -36,21 +47,21 @@ class KeyCache:
 
     def __init__(self, ttl: float = KEY_CACHE_SECONDS) -> None:
         self._ttl = ttl
-        self._entries: dict[str, tuple[Project, float]] = {}
+        self._entries: dict[str, tuple[KeyHolder, float]] = {}
 
-    async def project(self, pool: asyncpg.Pool, key: str) -> Project | None:
+    async def holder(self, pool: asyncpg.Pool, key: str) -> KeyHolder | None:
         now = time.monotonic()
         entry = self._entries.get(key)
         if entry is not None and entry[1] > now:
             return entry[0]
-        project = await project_for_key(pool, key)
-        if project is None:
+        holder = await holder_of_key(pool, key)
+        if holder is None:
             self._entries.pop(key, None)
         else:
             if len(self._entries) > 10_000:
                 self._entries.clear()
-            self._entries[key] = (project, now + self._ttl)
-        return project
+            self._entries[key] = (holder, now + self._ttl)
+        return holder
 
 
 async def _settings(request: Request) -> Settings:
@@ -108,23 +119,38 @@ async def _caller(
             headers={"WWW-Authenticate": "Bearer"},
         )
     try:
-        project = await request.app.state.keys.project(pool, key)
+        holder = await request.app.state.keys.holder(pool, key)
     except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
         # The key cannot be checked; the caller should retry, not treat it as a server bug.
         raise HTTPException(
             status.HTTP_503_SERVICE_UNAVAILABLE, "API keys cannot be checked right now; retry later",
             headers={"Retry-After": "5"},
         ) from error
-    if project is None:
+    if holder is None:
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED, "invalid or revoked API key", headers={"WWW-Authenticate": "Bearer"}
         )
-    return Caller(project, key_prefix(key) or "")
+    prefix = key_prefix(key) or ""
+    return Caller(holder.project, holder.role, f"key:{prefix}", prefix)
 
 
 async def _project(caller: Annotated[Caller, Depends(_caller)]) -> Project:
     return caller.project
 
 
+def _requiring(role: str):
+    async def check(caller: Annotated[Caller, Depends(_caller)]) -> Caller:
+        if not caller.can(role):
+            raise HTTPException(
+                status.HTTP_403_FORBIDDEN, f"this needs the {role} role in the project; the caller has {caller.role}"
+            )
+        return caller
+
+    return check
+
+
 CurrentCaller = Annotated[Caller, Depends(_caller)]
 CurrentProject = Annotated[Project, Depends(_project)]
+# Writes (spans, SLOs, alert rules) need a member; managing the project needs an admin.
+WriterCaller = Annotated[Caller, Depends(_requiring("member"))]
+AdminCaller = Annotated[Caller, Depends(_requiring("admin"))]

@@ -31,6 +31,8 @@ def _parser() -> argparse.ArgumentParser:
                         help="rebuild in place only the sessions with spans published since TIME (ISO 8601)")
     key = commands.add_parser("create-key", help="create a project (if needed) and print a new API key for it")
     key.add_argument("project", help="project slug, e.g. default")
+    key.add_argument("--role", choices=("admin", "member", "viewer"), default="admin",
+                     help="what the key may do: viewer reads, member also writes spans, admin also manages the project")
     return parser
 
 
@@ -106,7 +108,7 @@ def main(argv: list[str] | None = None) -> None:
         elif args.command == "create-key":
             from spanstream.dev import create_key
 
-            print(asyncio.run(create_key(settings, args.project)))
+            print(asyncio.run(create_key(settings, args.project, args.role)))
         elif args.command == "fold":
             from spanstream.serve import run_fold
 

@@ -89,10 +89,10 @@ def dev(settings: Settings) -> None:
         extra_services=lambda store: [DemoPublisher(settings, store, project_id)])
 
 
-async def create_key(settings: Settings, slug: str) -> str:
+async def create_key(settings: Settings, slug: str, role: str = "admin") -> str:
     pool = await asyncpg.create_pool(settings.postgres_dsn, min_size=1, max_size=2)
     try:
         project = await ensure_project(pool, slug)
-        return await create_api_key(pool, project.id, "cli")
+        return await create_api_key(pool, project.id, "cli", role)
     finally:
         await pool.close()

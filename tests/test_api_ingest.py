@@ -197,3 +197,17 @@ async def test_when_keys_cannot_be_checked_ingestion_answers_503(settings, proje
         await client.app.state.pool.close()  # PostgreSQL gone for this process
         response = await client.post("/api/traces/spans", json=[langsight_span()], headers={"X-API-Key": key})
     assert response.status_code == 503 and response.headers["Retry-After"] == "5"
+
+
+async def test_a_viewer_key_reads_but_cannot_publish_spans(settings, project):
+    project_id, _ = project
+    pool = await asyncpg.create_pool(settings.postgres_dsn, min_size=1, max_size=1)
+    try:
+        viewer = await create_api_key(pool, uuid.UUID(project_id), "dashboard", role="viewer")
+    finally:
+        await pool.close()
+    async with client_for(settings) as client:
+        response = await client.post("/api/traces/spans", json=[langsight_span()], headers={"X-API-Key": viewer})
+        assert response.status_code == 403
+        assert "member role" in response.json()["detail"]
+        assert read_all_spans(client.settings.kafka_bootstrap, client.settings.spans_topic, timeout=5) == []

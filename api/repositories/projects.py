@@ -28,23 +28,36 @@ async def ensure_project(pool: asyncpg.Pool, slug: str, name: str | None = None)
     return Project(**dict(row))
 
 
-async def create_api_key(pool: asyncpg.Pool, project_id: UUID, name: str) -> str:
+@dataclass(frozen=True)
+class KeyHolder:
+    """What a live key grants: its project and the role it acts with there."""
+    project: Project
+    role: str
+
+
+async def create_api_key(pool: asyncpg.Pool, project_id: UUID, name: str, role: str = "admin") -> str:
     """Stores a new key's hash and returns its plaintext, which is never stored."""
     key = generate_key()
     await pool.execute(
-        "INSERT INTO api_keys (project_id, name, prefix, key_hash) VALUES ($1, $2, $3, $4)",
-        project_id, name, key.prefix, key.key_hash,
+        "INSERT INTO api_keys (project_id, name, prefix, key_hash, role) VALUES ($1, $2, $3, $4, $5)",
+        project_id, name, key.prefix, key.key_hash, role,
     )
     return key.plaintext
 
 
 async def project_for_key(pool: asyncpg.Pool, plaintext: str) -> Project | None:
     """The project a live key belongs to, or None for an unknown, wrong or revoked key."""
+    holder = await holder_of_key(pool, plaintext)
+    return holder.project if holder else None
+
+
+async def holder_of_key(pool: asyncpg.Pool, plaintext: str) -> KeyHolder | None:
+    """The project and role of a live key, or None for an unknown, wrong or revoked key."""
     prefix = key_prefix(plaintext)
     if prefix is None:
         return None
     row = await pool.fetchrow(
-        """SELECT k.id AS key_id, k.key_hash, p.id, p.slug, p.name
+        """SELECT k.id AS key_id, k.key_hash, k.role, p.id, p.slug, p.name
            FROM api_keys k JOIN projects p ON p.id = k.project_id
            WHERE k.prefix = $1 AND k.revoked_at IS NULL""",
         prefix,
@@ -57,4 +70,4 @@ async def project_for_key(pool: asyncpg.Pool, plaintext: str) -> Project | None:
            WHERE id = $1 AND (last_used_at IS NULL OR last_used_at < now() - interval '1 minute')""",
         row["key_id"],
     )
-    return Project(row["id"], row["slug"], row["name"])
+    return KeyHolder(Project(row["id"], row["slug"], row["name"]), row["role"])

@@ -8,7 +8,7 @@ import math
 from fastapi import APIRouter, HTTPException, Request, Response, status
 
 from api.body import read_body
-from api.deps import AppSettings, CurrentCaller, Limiter, Publisher
+from api.deps import AppSettings, WriterCaller, Limiter, Publisher
 from api.publisher import BrokerUnavailable
 from schemas.ingest import IngestResult, validate_spans
 from schemas.span import Span
@@ -52,7 +52,7 @@ async def admit_and_publish(caller, limiter, publisher, offered: int, spans: lis
     summary="Ingest a batch of spans (LangSight-compatible JSON)",
 )
 async def ingest_spans(
-    request: Request, caller: CurrentCaller, settings: AppSettings, limiter: Limiter, publisher: Publisher
+    request: Request, caller: WriterCaller, settings: AppSettings, limiter: Limiter, publisher: Publisher
 ) -> Response:
     """A JSON array of spans (or `{"spans": [...]}`). Each gets a result: accepted, or rejected
     with the reason. The answer comes after Kafka has acknowledged every accepted span."""

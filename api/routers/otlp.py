@@ -10,7 +10,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 
 from api.body import read_body
-from api.deps import AppSettings, CurrentCaller, Limiter, Publisher
+from api.deps import AppSettings, WriterCaller, Limiter, Publisher
 from api.routers.ingest import INGEST_ERRORS, admit_and_publish
 from schemas.otlp import OtlpDecodeError, spans_from_otlp_json, spans_from_otlp_protobuf
 
@@ -31,7 +31,7 @@ def _encoding(request: Request) -> str:
 
 
 async def export_traces(
-    request: Request, caller: CurrentCaller, settings: AppSettings, limiter: Limiter, publisher: Publisher
+    request: Request, caller: WriterCaller, settings: AppSettings, limiter: Limiter, publisher: Publisher
 ) -> Response:
     """An OTLP ExportTraceServiceRequest. Spans that cannot become Span v1 are reported in
     `partial_success`; the others are accepted once Kafka has acknowledged them."""
