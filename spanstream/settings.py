@@ -53,6 +53,12 @@ class Settings(BaseSettings):
     # How long a request waits for the broker's ack before answering 503.
     ingest_ack_timeout_seconds: float = Field(default=10, gt=0)
     api_access_log: bool = False
+    # Caps on every query the read endpoints run, so one expensive request (a year-long window,
+    # a huge session) answers 503/504 instead of starving every other caller of the one store.
+    query_max_execution_seconds: float = Field(default=10.0, gt=0)
+    query_max_memory_bytes: int = Field(default=1024**3, ge=16 * 1024**2)
+    # Spans of one trace page; a larger session pages through its spans with a cursor.
+    trace_page_max_spans: int = Field(default=5000, ge=10)
     # Operator work through the API (a replay on the embedded store); unset: a token the server
     # keeps in data_dir/operator-token (spanstream/operator.py).
     operator_token: str | None = None
