@@ -2,9 +2,9 @@
 
 For the query tests and the query benchmark: what they read must be exactly what the sinks
 would have written (same row functions, same fold, same prices), without pushing millions of
-spans through Kafka. `write_sessions` uses the sinks' row builders and `insert_sync`; `BulkLoader`
-encodes the same rows as replay does (JSONCompactColumns bodies, inserted from a file) for the
-10-million-span load.
+spans through Kafka. `write_sessions` uses the sinks' row builders and `insert_sync`; `encode_bodies`
+and `insert_bodies` load the same rows as replay does (JSONCompactColumns bodies, inserted from
+a file), for the 10-million-span benchmark.
 """
 
 from __future__ import annotations
@@ -35,57 +35,54 @@ def fold_session(spans: list[Span], book: PriceBook, rules: HealthRules) -> tupl
     return step.record, step.health_change
 
 
-def write_sessions(store: ClickHouseStore, sessions: Iterable[list[Span]], book: PriceBook,
-                   rules: HealthRules = HealthRules()) -> list[dict]:
-    """Writes the spans and the folded views of `sessions`; returns the session records."""
+def folded_rows(sessions: Iterable[list[Span]], book: PriceBook, rules: HealthRules = HealthRules(),
+                bulk: bool = False) -> tuple[dict[str, list], list[dict]]:
+    """The rows of every table the sinks write for `sessions`, and the session records. `bulk`
+    builds the rows replay builds for JSONCompactColumns bodies (same values, faster)."""
     rows: dict[str, list] = {table: [] for table in COLUMNS}
     records = []
+    span_of, costs_of = (span_values, cost_values) if bulk else (span_row, cost_rows)
     for spans in sessions:
         record, change = fold_session(spans, book, rules)
         records.append(record)
-        rows["spans"].extend(span_row(span) for span in spans)
+        rows["spans"].extend(span_of(span) for span in spans)
         rows["sessions"].append(session_row(record))
-        rows["session_costs"].extend(cost_rows(record))
+        rows["session_costs"].extend(costs_of(record))
         if change is not None:
             rows["session_health"].append(health_row(change))
+    return rows, records
+
+
+def write_sessions(store: ClickHouseStore, sessions: Iterable[list[Span]], book: PriceBook,
+                   rules: HealthRules = HealthRules()) -> list[dict]:
+    """Writes the spans and the folded views of `sessions` as the sinks would; returns the session records."""
+    rows, records = folded_rows(sessions, book, rules)
     for table, table_rows in rows.items():
         store.insert_sync(table, table_rows, COLUMNS[table])
     return records
 
 
-class BulkLoader:
-    """Buffers the rows of folded sessions and inserts them `flush_rows` spans at a time as
-    JSONCompactColumns bodies (spanstream/insert_bodies.py), the way replay loads."""
+def encode_bodies(rows: dict[str, list], directory: Path) -> list[tuple[str, Path | list]]:
+    """Each table's rows as a JSONCompactColumns body file in `directory` (or the rows themselves
+    when JSON cannot carry them exactly), for `insert_bodies`."""
+    bodies: list[tuple[str, Path | list]] = []
+    for table, table_rows in rows.items():
+        if not table_rows:
+            continue
+        body = encode_columns(COLUMNS[table], table_rows)
+        if body is None:
+            bodies.append((table, table_rows))
+            continue
+        path = Path(tempfile.mkstemp(prefix=f"{table}-", suffix=".json", dir=directory)[1])
+        path.write_bytes(body)
+        bodies.append((table, path))
+    return bodies
 
-    def __init__(self, store: ClickHouseStore, book: PriceBook, rules: HealthRules = HealthRules(),
-                 flush_rows: int = 200_000) -> None:
-        self._store, self._book, self._rules, self._flush_rows = store, book, rules, flush_rows
-        self._rows: dict[str, list] = {table: [] for table in COLUMNS}
-        self._dir = Path(tempfile.mkdtemp(prefix="query-seed-"))
-        self.spans = self.sessions = 0
 
-    def add(self, spans: list[Span]) -> None:
-        record, change = fold_session(spans, self._book, self._rules)
-        self._rows["spans"].extend(span_values(span) for span in spans)
-        self._rows["sessions"].append(session_row(record))
-        self._rows["session_costs"].extend(cost_values(record))
-        if change is not None:
-            self._rows["session_health"].append(health_row(change))
-        self.spans += len(spans)
-        self.sessions += 1
-        if len(self._rows["spans"]) >= self._flush_rows:
-            self.flush()
-
-    def flush(self) -> None:
-        for table, rows in self._rows.items():
-            if not rows:
-                continue
-            body = encode_columns(COLUMNS[table], rows)
-            if body is None:
-                self._store.insert_sync(table, rows, COLUMNS[table])
-            else:
-                path = self._dir / f"{table}.json"
-                path.write_bytes(body)
-                raw_insert(self._store, table, COLUMNS[table], path)
-                path.unlink()
-            rows.clear()
+def insert_bodies(store: ClickHouseStore, bodies: list[tuple[str, Path | list]]) -> None:
+    for table, body in bodies:
+        if isinstance(body, Path):
+            raw_insert(store, table, COLUMNS[table], body)
+            body.unlink()
+        else:
+            store.insert_sync(table, body, COLUMNS[table])

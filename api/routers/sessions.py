@@ -146,8 +146,12 @@ async def session(
     found = await get_session(reader, project_id, session_id, settings.incomplete_after_seconds)
     if found is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no session {session_id!r} in this project")
-    places = tree_places(await span_parents(reader, project_id, session_id))
     rows = await span_page(reader, project_id, session_id, after, limit + 1)
+    if after is None and len(rows) <= limit:  # the whole session is on this page: its shape is too
+        parents = {row["span_id"]: row["parent_span_id"] for row in rows}
+    else:
+        parents = await span_parents(reader, project_id, session_id)
+    places = tree_places(parents)
     try:
         book = await request.app.state.price_book.book(pool)
     except Exception as error:  # noqa: BLE001 - no prices readable yet: a retry may work, a 500 would not
