@@ -9,6 +9,8 @@ import asyncpg
 from fastapi import FastAPI
 
 from api.deps import KeyCache
+from api.metrics import DeploymentCollector, HttpMetrics, Scrape
+from api.metrics import router as metrics_router
 from api.publisher import SpanPublisher
 from api.ratelimit import SpanRateLimiter
 from api.replay_jobs import Replayer, ReplayJobs
@@ -32,6 +34,9 @@ def create_app(settings: Settings, store: ClickHouseStore | None, replayer: Repl
             publisher = SpanPublisher(settings).start()
             stack.callback(publisher.close)
             app.state.publisher = publisher
+            deployment = DeploymentCollector(settings, store)
+            stack.callback(deployment.close)
+            app.state.scrape = Scrape(deployment)
             yield
 
     app = FastAPI(title="Spanstream", version="0.1.0", lifespan=lifespan)
@@ -47,4 +52,6 @@ def create_app(settings: Settings, store: ClickHouseStore | None, replayer: Repl
     app.include_router(spans.router)
     app.include_router(sessions.router)
     app.include_router(admin.router)
+    app.include_router(metrics_router)
+    app.add_middleware(HttpMetrics)
     return app

@@ -59,6 +59,12 @@ def main(argv: list[str] | None = None) -> None:
     except ValidationError as error:
         sys.exit(f"invalid settings:\n{error}")
 
+    if args.command in ("serve", "worker", "dev"):
+        from spanstream.metrics_dir import process_dir, use_process_dir
+
+        if process_dir() is None:  # one /metrics for this process and the fold workers it starts
+            use_process_dir(settings.data_dir / "metrics")
+
     # Imported per command so that `spanstream infra status` does not load faust or chdb.
     from spanstream.clickhouse import StoreUnavailable
     from spanstream.infra import InfraError

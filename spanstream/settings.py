@@ -66,6 +66,10 @@ class Settings(BaseSettings):
     fold_index: int = Field(default=0, ge=0)
     # Faust's table store: rocksdb:// (on disk, through rocksdict) or memory://.
     table_store: str = "rocksdb://"
+    # Set: GET /metrics wants `Authorization: Bearer <token>`. Unset: it is open, like /api/liveness.
+    metrics_token: str | None = None
+    # A fold worker run on its own (not a child of `spanstream serve`) serves its metrics on this port; 0: none.
+    fold_metrics_port: int = Field(default=0, ge=0, le=65535)
 
     @field_validator("clickhouse_url")
     @classmethod
