@@ -15,14 +15,12 @@ from typing import Annotated
 
 from fastapi import APIRouter, Header, HTTPException, Request, status
 from fastapi.responses import Response
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.core import GaugeMetricFamily
-from prometheus_client.multiprocess import MultiProcessCollector
 
 from spanstream.clickhouse import ClickHouseStore
 from spanstream.kafka_lag import LagReader
-from spanstream.metrics import HTTP_DURATION, HTTP_REQUESTS
-from spanstream.metrics_dir import process_dir
+from spanstream.metrics import HTTP_DURATION, HTTP_REQUESTS, process_metrics
 from spanstream.settings import Settings
 
 # Probes and the scrape itself would drown the figures that matter.
@@ -124,8 +122,7 @@ class Scrape:
     plus the deployment's figures."""
 
     def __init__(self, deployment: DeploymentCollector) -> None:
-        directory = process_dir()
-        self._process = MultiProcessCollector(None, directory) if directory else REGISTRY
+        self._process = process_metrics()
         self._deployment = deployment
 
     def collect(self):

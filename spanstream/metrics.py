@@ -13,7 +13,10 @@ another machine) uses the ordinary in-memory registry.
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client.multiprocess import MultiProcessCollector
+
+from spanstream.metrics_dir import process_dir
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
@@ -50,3 +53,19 @@ SSE_DROPPED = Counter(
 HEALTH_CHECKS = Counter(
     "spanstream_health_checks_total", "MCP server health checks, by server and resulting status.",
     ["server", "status"])
+
+
+def process_metrics():
+    """What this process shows: the files of every process of the deployment in multiprocess
+    mode, else its own registry."""
+    directory = process_dir()
+    if directory is None:
+        return REGISTRY
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry, directory)
+    return registry
+
+
+def serve_metrics(port: int, host: str) -> None:
+    """For a process without the API: its metrics over HTTP on a thread of their own."""
+    start_http_server(port, host, registry=process_metrics())

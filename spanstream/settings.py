@@ -68,8 +68,9 @@ class Settings(BaseSettings):
     table_store: str = "rocksdb://"
     # Set: GET /metrics wants `Authorization: Bearer <token>`. Unset: it is open, like /api/liveness.
     metrics_token: str | None = None
-    # A fold worker run on its own (not a child of `spanstream serve`) serves its metrics on this port; 0: none.
-    fold_metrics_port: int = Field(default=0, ge=0, le=65535)
+    # A process without the API (`spanstream worker`, a fold run on its own) serves its metrics
+    # on this port; 0: none. Fold children of `serve` are shown by the parent's /metrics.
+    metrics_port: int = Field(default=0, ge=0, le=65535)
 
     @field_validator("clickhouse_url")
     @classmethod

@@ -124,3 +124,37 @@ def test_a_metrics_token_guards_the_scrape(settings):
     assert asyncio.run(scrape_with({"Authorization": "Bearer wrong"})).status_code == 401
     allowed = asyncio.run(scrape_with({"Authorization": "Bearer s3cret"}))
     assert allowed.status_code == 200 and "spanstream_consumer_lag_messages" in allowed.text
+
+
+def _exported_names() -> set[str]:
+    from prometheus_client import Counter, Gauge, Histogram
+
+    from spanstream import metrics
+
+    names = {"spanstream_consumer_lag_messages", "spanstream_sessions_open"}  # read at scrape (api/metrics.py)
+    for metric in vars(metrics).values():
+        if isinstance(metric, Counter):
+            names.add(f"{metric._name}_total")
+        elif isinstance(metric, Histogram):
+            names.update(f"{metric._name}_{suffix}" for suffix in ("bucket", "sum", "count"))
+        elif isinstance(metric, Gauge):
+            names.add(metric._name)
+    return names
+
+
+def test_alert_rules_and_the_dashboard_only_use_metrics_that_exist():
+    import json
+    import re
+    from pathlib import Path
+
+    import yaml
+
+    root = Path(__file__).resolve().parent.parent
+    rules = yaml.safe_load((root / "infra/prometheus/alerts.yml").read_text())["groups"][0]["rules"]
+    dashboard = json.loads((root / "infra/grafana/dashboards/spanstream.json").read_text())
+    expressions = [rule["expr"] for rule in rules] + [
+        target["expr"] for panel in dashboard["panels"] for target in panel["targets"]]
+    used = {name for expr in expressions for name in re.findall(r"spanstream_[a-z_]+", expr)}
+    assert used and used <= _exported_names(), used - _exported_names()
+    assert {rule["alert"] for rule in rules} >= {
+        "SpanstreamApiErrorRate", "SpanstreamApiP99Latency", "SpanstreamConsumerLag", "SpanstreamMcpServerDown"}
