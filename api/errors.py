@@ -6,6 +6,7 @@ handler (installed by create_app) turns them into responses shaped like FastAPI'
 
 from __future__ import annotations
 
+import asyncpg
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
@@ -47,5 +48,12 @@ async def _answer(request: Request, error: MetadataError) -> JSONResponse:
     return JSONResponse({"detail": error.message}, status_code=error.status_code, headers=error.headers)
 
 
+async def _refused_value(request: Request, error: asyncpg.DataError) -> JSONResponse:
+    # A value PostgreSQL cannot store (a NUL character in text, a number out of range) is the
+    # request's fault; say which, rather than answering 500.
+    return JSONResponse({"detail": f"a value in the request cannot be stored: {error}"}, status_code=400)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(MetadataError, _answer)
+    app.add_exception_handler(asyncpg.DataError, _refused_value)

@@ -221,3 +221,15 @@ async def test_create_user_command_bootstraps_the_first_admin(settings):
         token = await login(client, email)
         got = await client.get(f"/api/projects/{project}", headers=bearer(token))
     assert got.status_code == 200 and got.json()["role"] == "admin"
+
+
+async def test_values_postgres_cannot_store_are_a_400(settings):
+    project = unique("nul")
+    email = await new_user(settings, project)
+    async with api(settings) as client:
+        login_nul = await client.post("/api/auth/login", json={"email": "a\u0000@example.com", "password": "x"})
+        token = await login(client, email)
+        name_nul = await client.post("/api/projects", headers=bearer(token), json={"slug": unique("n"), "name": "a\u0000"})
+        action_nul = await client.get("/api/audit/logs", headers=bearer(token, project), params={"action": "a\u0000"})
+    assert login_nul.status_code == name_nul.status_code == action_nul.status_code == 400
+    assert "cannot be stored" in login_nul.json()["detail"]
