@@ -154,3 +154,19 @@ class AuditEvent(BaseModel):
 class AuditPage(BaseModel):
     items: list[AuditEvent]
     next_cursor: str | None
+
+
+class ErrorMessage(BaseModel):
+    """What every 4xx (and 503) of these endpoints carries: what is wrong, in words."""
+
+    detail: str
+
+
+# Any authenticated endpoint may answer these.
+_COMMON = {401: "missing, unknown, expired or revoked credentials",
+           503: "credentials cannot be checked right now (PostgreSQL unavailable); retry"}
+
+
+def errors(described: dict[int, str]) -> dict[int | str, dict]:
+    """OpenAPI `responses` for these status codes, each with the ErrorMessage body."""
+    return {code: {"model": ErrorMessage, "description": text} for code, text in {**_COMMON, **described}.items()}

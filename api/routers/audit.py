@@ -8,13 +8,14 @@ from fastapi import APIRouter, Query
 
 from api.cursor import decode_cursor, page
 from api.deps import AdminCaller, Pool
-from api.models import AuditEvent, AuditPage
+from api.models import AuditEvent, AuditPage, errors
 from api.repositories.audit import list_events
 
 router = APIRouter(prefix="/api/audit", tags=["audit"])
 
 
-@router.get("/logs", responses={403: {"description": "needs the admin role"}},
+@router.get("/logs", responses=errors({400: "malformed cursor, or a login token without X-Project",
+                                      403: "needs the admin role", 404: "X-Project names no project of the caller"}),
             summary="Metadata writes and authentication events, newest first")
 async def logs(
     caller: AdminCaller,

@@ -6,19 +6,19 @@ from fastapi import APIRouter, Response, status
 
 from api.deps import AppSettings, ClientIp, CurrentUser, Pool
 from api.errors import BadRequest
-from api.models import AcceptedInvite, AcceptInviteRequest, LoginRequest, LoginResponse, Me, ProjectOut, UserOut
+from api.models import AcceptedInvite, errors, AcceptInviteRequest, LoginRequest, LoginResponse, Me, ProjectOut, UserOut
 from api.repositories.audit import Actor
 from api.repositories.invites import accept_invite, invited_email
 from api.repositories.members import projects_of_user
 from api.repositories.users import authenticate, end_session, open_session, user_by_email
 
-router = APIRouter(prefix="/api/auth", tags=["auth"])
+router = APIRouter(prefix="/api/auth", tags=["auth"], responses=errors({}))
 
-_ERRORS = {400: {"description": "malformed request"}, 401: {"description": "wrong email or password"},
-           423: {"description": "account locked after too many failed logins (Retry-After says how long)"}}
+_LOGIN = {400: "malformed request", 401: "wrong email or password",
+          423: "account locked after too many failed logins (Retry-After says how long)"}
 
 
-@router.post("/login", responses=_ERRORS, summary="Log in; the token authenticates like an API key")
+@router.post("/login", responses=errors(_LOGIN), summary="Log in; the token authenticates like an API key")
 async def login(body: LoginRequest, pool: Pool, settings: AppSettings, ip: ClientIp) -> LoginResponse:
     actor = Actor(f"user:{body.email.strip().lower()}", ip)
     user = await authenticate(pool, body.email, body.password, settings.login_max_failures,
@@ -40,9 +40,8 @@ async def me(user: CurrentUser, pool: Pool) -> Me:
     return Me(**vars(found), projects=projects)
 
 
-@router.post("/accept-invite", responses={**_ERRORS, 404: {"description": "unknown invite token"},
-                                          409: {"description": "already a member"},
-                                          410: {"description": "invite expired, revoked or already used"}},
+@router.post("/accept-invite", responses=errors({**_LOGIN, 404: "unknown invite token", 409: "already a member",
+                                 410: "invite expired, revoked or already used"}),
              summary="Join a project with an invite token (creating the account if needed)")
 async def accept(body: AcceptInviteRequest, pool: Pool, settings: AppSettings,
                  ip: ClientIp) -> AcceptedInvite:

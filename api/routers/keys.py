@@ -10,13 +10,13 @@ from fastapi import APIRouter, Query, Request, Response, status
 
 from api.cursor import decode_cursor, page
 from api.deps import ClientIp, Pool, ProjectAdmin
-from api.models import CreatedKey, KeyOut, KeyPage, NewKey
+from api.models import CreatedKey, errors, KeyOut, KeyPage, NewKey
 from api.repositories.api_keys import create_key, list_keys, revoke_key
 from api.repositories.audit import Actor
 
 router = APIRouter(prefix="/api/projects/{project}/keys", tags=["api keys"])
 
-_ADMIN = {404: {"description": "no such project or key"}, 403: {"description": "needs the admin role"}}
+_ADMIN = errors({404: "no such project or key", 403: "needs the admin role", 400: "malformed cursor"})
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, responses=_ADMIN, summary="Create an API key")

@@ -11,19 +11,19 @@ from api.cursor import decode_cursor, page
 from api.deps import Authenticated, ClientIp, CurrentUser, Pool, ProjectAdmin, ProjectCaller
 from api.errors import BadRequest
 from api.models import (MemberOut, MemberPage, NewProject, ProjectChange, ProjectMembership, ProjectPage,
-                        RoleChange)
+                        RoleChange, errors)
 from api.repositories.audit import Actor
 from api.repositories.members import change_role, list_members, projects_of_user, remove_member
 from api.repositories.projects import KeyHolder, create_project, delete_project, update_project
 
-router = APIRouter(prefix="/api/projects", tags=["projects"])
+router = APIRouter(prefix="/api/projects", tags=["projects"], responses=errors({400: "malformed cursor"}))
 
-_NOT_FOUND = {404: {"description": "no such project, or the caller is not a member"}}
-_ADMIN = {**_NOT_FOUND, 403: {"description": "needs the admin role in the project"}}
+_NOT_FOUND = {404: "no such project, or the caller is not a member"}
+_ADMIN = {**_NOT_FOUND, 403: "needs the admin role in the project"}
 Limit = Annotated[int, Query(ge=1, le=1000)]
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, responses={409: {"description": "slug taken"}},
+@router.post("", status_code=status.HTTP_201_CREATED, responses=errors({403: "needs a login token", 409: "slug taken"}),
              summary="Create a project; its creator becomes its admin")
 async def create(body: NewProject, user: CurrentUser, pool: Pool, ip: ClientIp) -> ProjectMembership:
     project = await create_project(pool, body.slug, body.name or body.slug, user.id, Actor(f"user:{user.email}", ip))
@@ -40,12 +40,12 @@ async def mine(credential: Authenticated, pool: Pool, limit: Limit = 100, cursor
     return ProjectPage(items=[ProjectMembership(**row) for row in rows], next_cursor=next_cursor)
 
 
-@router.get("/{project}", responses=_NOT_FOUND, summary="One project, with the caller's role in it")
+@router.get("/{project}", responses=errors(_NOT_FOUND), summary="One project, with the caller's role in it")
 async def get(caller: ProjectCaller) -> ProjectMembership:
     return ProjectMembership(**vars(caller.project), role=caller.role)
 
 
-@router.patch("/{project}", responses={**_ADMIN, 409: {"description": "slug taken"}},
+@router.patch("/{project}", responses=errors({**_ADMIN, 400: "nothing to change", 409: "slug taken"}),
               summary="Rename a project (name and/or slug)")
 async def rename(body: ProjectChange, caller: ProjectAdmin, pool: Pool, ip: ClientIp) -> ProjectMembership:
     if body.name is None and body.slug is None:
@@ -54,7 +54,7 @@ async def rename(body: ProjectChange, caller: ProjectAdmin, pool: Pool, ip: Clie
     return ProjectMembership(**vars(project), role=caller.role)
 
 
-@router.delete("/{project}", status_code=status.HTTP_204_NO_CONTENT, responses=_ADMIN,
+@router.delete("/{project}", status_code=status.HTTP_204_NO_CONTENT, responses=errors(_ADMIN),
                summary="Delete a project with its members, keys and invites")
 async def delete(request: Request, caller: ProjectAdmin, pool: Pool, ip: ClientIp) -> Response:
     await delete_project(pool, caller.project, Actor(caller.actor, ip))
@@ -62,7 +62,7 @@ async def delete(request: Request, caller: ProjectAdmin, pool: Pool, ip: ClientI
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-@router.get("/{project}/members", responses=_NOT_FOUND, summary="Members of the project and their roles")
+@router.get("/{project}/members", responses=errors(_NOT_FOUND), summary="Members of the project and their roles")
 async def members(caller: ProjectCaller, pool: Pool, limit: Limit = 100, cursor: str | None = None) -> MemberPage:
     after = decode_cursor(cursor, str)[0] if cursor else None
     rows, next_cursor = page(await list_members(pool, caller.project.id, limit + 1, after), limit,
@@ -70,14 +70,14 @@ async def members(caller: ProjectCaller, pool: Pool, limit: Limit = 100, cursor:
     return MemberPage(items=[MemberOut(**row) for row in rows], next_cursor=next_cursor)
 
 
-@router.patch("/{project}/members/{user_id}", responses={**_ADMIN, 409: {"description": "the last admin"}},
+@router.patch("/{project}/members/{user_id}", responses=errors({**_ADMIN, 409: "the last admin"}),
               summary="Change a member's role; the last admin cannot be demoted")
 async def set_role(user_id: UUID, body: RoleChange, caller: ProjectAdmin, pool: Pool, ip: ClientIp) -> MemberOut:
     return MemberOut(**await change_role(pool, caller.project, user_id, body.role, Actor(caller.actor, ip)))
 
 
 @router.delete("/{project}/members/{user_id}", status_code=status.HTTP_204_NO_CONTENT,
-               responses={**_ADMIN, 409: {"description": "the last admin"}},
+               responses=errors({**_ADMIN, 409: "the last admin"}),
                summary="Remove a member; the last admin cannot be removed")
 async def remove(user_id: UUID, caller: ProjectAdmin, pool: Pool, ip: ClientIp) -> Response:
     await remove_member(pool, caller.project, user_id, Actor(caller.actor, ip))
