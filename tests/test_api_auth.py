@@ -233,3 +233,13 @@ async def test_values_postgres_cannot_store_are_a_400(settings):
         action_nul = await client.get("/api/audit/logs", headers=bearer(token, project), params={"action": "a\u0000"})
     assert login_nul.status_code == name_nul.status_code == action_nul.status_code == 400
     assert "cannot be stored" in login_nul.json()["detail"]
+
+
+async def test_concurrent_guesses_cannot_exceed_the_failure_limit(settings):
+    email = await new_user(settings, unique("race"))
+    wrong = {"email": email, "password": "guess-guess"}
+    async with api(settings, login_max_failures=5) as client:
+        answers = await asyncio.gather(*(client.post("/api/auth/login", json=wrong) for _ in range(12)))
+    statuses = sorted(answer.status_code for answer in answers)
+    # Four failures are let through; the fifth locks, and every guess after it meets the lock.
+    assert statuses == [401] * 4 + [423] * 8
