@@ -49,6 +49,12 @@ def topic_specs(settings: Settings) -> list[NewTopic]:
         NewTopic(f"{spans}.batches", settings.spans_partitions, 1, config={
             "retention.ms": str(retention_ms), "compression.type": "lz4", "max.message.bytes": str(MAX_MESSAGE_BYTES),
         }),
+        # Spans-table rows the fold encoded from the frames it validated, so that the process
+        # owning ClickHouse only inserts them (streams/agents.py). Kept as long as `spans`, for
+        # the same reason as the frames.
+        NewTopic(f"{spans}.rows", settings.spans_partitions, 1, config={
+            "retention.ms": str(retention_ms), "compression.type": "lz4", "max.message.bytes": str(MAX_MESSAGE_BYTES),
+        }),
         NewTopic(f"{spans}.dlq", 1, 1, config={
             "retention.ms": str(30 * DAY_MS), "compression.type": "lz4", "max.message.bytes": str(MAX_MESSAGE_BYTES),
         }),

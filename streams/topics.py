@@ -20,10 +20,16 @@ def batches_topic_name(source: str) -> str:
     return f"{source}.batches"
 
 
+def rows_topic_name(source: str) -> str:
+    """The fold's spans-table rows of `source` (spanstream/insert_bodies.py encode_span_rows)."""
+    return f"{source}.rows"
+
+
 @dataclass(frozen=True)
 class Topics:
     spans: faust.TopicT
     span_batches: faust.TopicT
+    span_rows: faust.TopicT
     spans_dead_letters: faust.TopicT
     sessions: faust.TopicT
     health: faust.TopicT
@@ -37,6 +43,7 @@ def declare_topics(app: faust.App, settings: Settings) -> Topics:
     return Topics(
         spans=raw(settings.spans_topic),
         span_batches=raw(batches_topic_name(settings.spans_topic)),
+        span_rows=raw(rows_topic_name(settings.spans_topic)),
         spans_dead_letters=raw(dead_letter_topic_name(settings.spans_topic)),
         sessions=raw(settings.sessions_topic),
         health=raw(settings.health_topic),
