@@ -19,6 +19,7 @@ from api.repositories.audit import Actor, record
 from api.repositories.members import add_member
 from api.repositories.projects import ensure_project, project_by_ref
 from api.repositories.users import insert_user, new_password_hash, normalize_email, user_by_email
+from spanstream.migrate import migrate_postgres
 from spanstream.settings import Settings
 
 CLI = Actor("cli")
@@ -41,6 +42,8 @@ async def create_user(settings: Settings, email: str, slug: str, role: str,
     email = normalize_email(email)
     if not re.match(SLUG_PATTERN, slug):
         raise BadRequest(f"not a project slug: {slug!r} (lowercase letters, digits, - and _)")
+    # The users table may not exist yet on a database older than this build.
+    await migrate_postgres(settings.postgres_dsn)
     pool = await asyncpg.create_pool(settings.postgres_dsn, min_size=1, max_size=2)
     try:
         existing = await user_by_email(pool, email)

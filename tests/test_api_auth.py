@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 
+import asyncpg
 import pytest
 
 from tests.metadata import PASSWORD, admin_key, api, bearer, login, new_user, unique
@@ -243,3 +244,19 @@ async def test_concurrent_guesses_cannot_exceed_the_failure_limit(settings):
     statuses = sorted(answer.status_code for answer in answers)
     # Four failures are let through; the fifth locks, and every guess after it meets the lock.
     assert statuses == [401] * 4 + [423] * 8
+
+
+async def test_create_user_migrates_a_fresh_database_first(settings):
+    database = f"spanstream_test_{unique('fresh').replace('-', '_')}"
+    admin_dsn = settings.postgres_dsn.rsplit("/", 1)[0] + "/postgres"
+    connection = await asyncpg.connect(admin_dsn)
+    try:
+        await connection.execute(f'CREATE DATABASE "{database}"')
+        fresh = settings.model_copy(update={"postgres_dsn": settings.postgres_dsn.rsplit("/", 1)[0] + f"/{database}"})
+        made = _cli(fresh, "create-user", "first@example.com", "--project", "default", stdin=PASSWORD + "\n")
+        assert made.returncode == 0, made.stderr
+        async with api(fresh) as client:
+            assert (await login(client, "first@example.com")).startswith("sst_")
+    finally:
+        await connection.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+        await connection.close()
