@@ -217,6 +217,18 @@ async def _user(credential: Annotated[Credential, Depends(_credential)]) -> Logi
     return who
 
 
+async def _maybe_user(request: Request, pool: Pool,
+                      authorization: Annotated[str | None, Header()] = None) -> LoginUser | None:
+    """The logged-in user if a live login token is presented; None for anything else."""
+    token = presented_key(None, authorization)
+    if token is None or not is_login_token(token):
+        return None
+    try:
+        return await user_of_token(pool, token)
+    except _DOWN as error:
+        raise _unavailable(error) from error
+
+
 async def _client_ip(request: Request) -> str | None:
     return request.client.host if request.client else None
 
@@ -247,6 +259,7 @@ AdminCaller = Annotated[Caller, Depends(_requiring("admin"))]
 ProjectCaller = Annotated[Caller, Depends(_path_caller)]
 ProjectAdmin = Annotated[Caller, Depends(_requiring("admin", _path_caller))]
 CurrentUser = Annotated[LoginUser, Depends(_user)]
+MaybeUser = Annotated[LoginUser | None, Depends(_maybe_user)]
 # Either kind of credential, for the few routes that answer both differently.
 Authenticated = Annotated[Credential, Depends(_credential)]
 ClientIp = Annotated[str | None, Depends(_client_ip)]

@@ -28,6 +28,10 @@ class Unauthorized(MetadataError):
     status_code = 401
 
 
+class Forbidden(MetadataError):
+    status_code = 403
+
+
 class NotFound(MetadataError):
     status_code = 404
 

@@ -260,3 +260,25 @@ async def test_create_user_migrates_a_fresh_database_first(settings):
     finally:
         await connection.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
         await connection.close()
+
+
+async def test_a_logged_in_invitee_needs_no_password(settings):
+    project, elsewhere = unique("invite"), unique("home")
+    admin = await new_user(settings, project)
+    invitee = await new_user(settings, elsewhere)
+    async with api(settings) as client:
+        admin_token, invitee_token = await login(client, admin), await login(client, invitee)
+        invite = await _invite(client, admin_token, project, invitee, "viewer")
+        # Someone else's login does not accept it for them.
+        wrong_person = await client.post("/api/auth/accept-invite", headers=bearer(admin_token),
+                                         json={"token": invite["token"]})
+        assert wrong_person.status_code == 403 and invitee in wrong_person.json()["detail"]
+        joined = await client.post("/api/auth/accept-invite", headers=bearer(invitee_token),
+                                   json={"token": invite["token"]})
+        assert joined.status_code == 200, joined.text
+        got = await client.get(f"/api/projects/{project}", headers=bearer(invitee_token))
+        assert got.status_code == 200 and got.json()["role"] == "viewer"
+        # An API key is not a login: /me and logout want a user.
+        key = await admin_key(settings, project)
+        assert (await client.get("/api/auth/me", headers={"X-API-Key": key})).status_code == 403
+        assert (await client.post("/api/auth/logout", headers={"X-API-Key": key})).status_code == 403

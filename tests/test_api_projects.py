@@ -8,7 +8,10 @@ from datetime import UTC, datetime
 
 import pytest
 
+from spanstream.kafka import ensure_topics
+from tests.kafka_helpers import read_all_spans
 from tests.metadata import PASSWORD, admin_key, api, bearer, login, new_user, unique
+from tests.test_api_ingest import langsight_span
 
 pytestmark = pytest.mark.anyio
 
@@ -257,3 +260,18 @@ async def test_the_audit_log_records_writes_newest_first(settings):
             "/api/auth/me", headers=bearer(other_token))).json()["projects"][0]["slug"]))).json()["items"]
         assert all(e["project_id"] != events[0]["project_id"] for e in other_events)
         assert f"user:{admin}" not in {e["actor"] for e in other_events}
+
+
+async def test_a_member_logged_in_publishes_spans_into_the_named_project(settings):
+    project = unique("publish")
+    admin = await new_user(settings, project)
+    topic_settings = settings.model_copy(update={"spans_topic": unique("meta-spans")})
+    ensure_topics(topic_settings)
+    async with api(topic_settings) as client:
+        token = await login(client, admin)
+        _, member, _ = await _join(client, token, project, "member")
+        project_id = (await client.get(f"/api/projects/{project}", headers=bearer(member))).json()["id"]
+        posted = await client.post("/api/traces/spans", headers=bearer(member, project), json=[langsight_span()])
+        assert posted.status_code == 207 and posted.json()["accepted"] == 1, posted.text
+    [span] = read_all_spans(settings.kafka_bootstrap, topic_settings.spans_topic)
+    assert span.project_id == project_id

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response, status
 
-from api.deps import AppSettings, ClientIp, CurrentUser, Pool
-from api.errors import BadRequest
+from api.deps import AppSettings, ClientIp, CurrentUser, MaybeUser, Pool
+from api.errors import BadRequest, Forbidden
 from api.models import AcceptedInvite, errors, AcceptInviteRequest, LoginRequest, LoginResponse, Me, ProjectOut, UserOut
 from api.repositories.audit import Actor
 from api.repositories.invites import accept_invite, invited_email
@@ -41,16 +41,21 @@ async def me(user: CurrentUser, pool: Pool) -> Me:
 
 
 @router.post("/accept-invite", responses=errors({**_LOGIN, 404: "unknown invite token", 409: "already a member",
+                                 403: "logged in as someone else",
                                  410: "invite expired, revoked or already used"}),
              summary="Join a project with an invite token (creating the account if needed)")
-async def accept(body: AcceptInviteRequest, pool: Pool, settings: AppSettings,
-                 ip: ClientIp) -> AcceptedInvite:
+async def accept(body: AcceptInviteRequest, pool: Pool, settings: AppSettings, ip: ClientIp,
+                 logged_in: MaybeUser) -> AcceptedInvite:
+    """Proves the invitee is the account holder by their login token or their password;
+    an email with no account yet gets one with the password sent."""
     email = await invited_email(pool, body.token)
     actor = Actor(f"user:{email}", ip)
     existing = await user_by_email(pool, email)
-    if existing is not None:
+    if logged_in is not None and logged_in.email != email:
+        raise Forbidden(f"this invite is for {email}; you are logged in as {logged_in.email}")
+    if existing is not None and logged_in is None:
         if not body.password:
-            raise BadRequest(f"{email} already has an account: send its password to accept the invite")
+            raise BadRequest(f"{email} already has an account: send its password (or its login token)")
         # The same checks and lockout as a login: an invite token does not replace the password.
         existing = await authenticate(pool, email, body.password, settings.login_max_failures,
                                       settings.login_lockout_seconds, actor)
