@@ -212,8 +212,10 @@ async def test_nothing_of_another_project_is_visible(settings):
                 client.delete(f"/api/projects/{a}/members/{b_admin_id}", headers=caller),
             ]
             assert [(await r).status_code for r in requests] == [404] * len(requests)
-        # A login token naming B in X-Project is as lost as one naming nothing.
+        # Naming B in X-Project is as lost as naming nothing, for a login token and for a key.
         assert (await client.get("/api/audit/logs", headers=bearer(token_a, b))).status_code == 404
+        assert (await client.get("/api/audit/logs", headers={**key_a, "X-Project": b})).status_code == 404
+        assert (await client.get("/api/audit/logs", headers={**key_a, "X-Project": a})).status_code == 200
         # B is intact.
         assert (await client.get("/api/projects", headers={"X-API-Key": b_key["key"]})).status_code == 200
         b_members = (await client.get(f"/api/projects/{b}/members", headers=bearer(token_b))).json()["items"]

@@ -37,13 +37,17 @@ class KeyHolder:
     role: str
 
 
-async def create_api_key(pool: asyncpg.Pool, project_id: UUID, name: str, role: str = "admin") -> str:
+async def create_api_key(pool: asyncpg.Pool, project_id: UUID, name: str, role: str = "admin",
+                         actor: Actor = Actor("cli")) -> str:
     """Stores a new key's hash and returns its plaintext, which is never stored."""
     key = generate_key()
-    await pool.execute(
-        "INSERT INTO api_keys (project_id, name, prefix, key_hash, role) VALUES ($1, $2, $3, $4, $5)",
-        project_id, name, key.prefix, key.key_hash, role,
-    )
+    async with pool.acquire() as connection, connection.transaction():
+        await connection.execute(
+            "INSERT INTO api_keys (project_id, name, prefix, key_hash, role) VALUES ($1, $2, $3, $4, $5)",
+            project_id, name, key.prefix, key.key_hash, role,
+        )
+        await record(connection, actor, "key.created", f"key:{key.prefix}", project_id,
+                     details={"name": name, "role": role})
     return key.plaintext
 
 
