@@ -8,7 +8,7 @@ from uuid import UUID
 
 import asyncpg
 
-from api.errors import BadRequest, Gone, NotFound
+from api.errors import BadRequest, Conflict, Gone, NotFound
 from api.repositories.audit import Actor, record
 from api.repositories.members import add_member
 from api.repositories.projects import Project
@@ -26,6 +26,13 @@ async def create_invite(
     """The invite and its token, which is not stored and cannot be shown again."""
     token, token_hash = new_token(INVITE_PREFIX)
     async with pool.acquire() as connection, connection.transaction():
+        member = await connection.fetchval(
+            """SELECT 1 FROM project_members m JOIN users u ON u.id = m.user_id
+               WHERE m.project_id = $1 AND u.email = $2""",
+            project.id, email,
+        )
+        if member:
+            raise Conflict(f"{email} is already a member of {project.slug}; change their role instead")
         row = await connection.fetchrow(
             f"""INSERT INTO project_invites (project_id, email, role, token_hash, created_by, expires_at)
                 VALUES ($1, $2, $3, $4, $5, now() + $6 * interval '1 hour') RETURNING {_COLUMNS}""",

@@ -18,9 +18,10 @@ from api.repositories.users import normalize_email
 router = APIRouter(prefix="/api/projects/{project}/invites", tags=["invites"])
 
 _ADMIN = {404: "no such project or invite", 403: "needs the admin role", 400: "malformed cursor or email"}
+_CREATE = {**_ADMIN, 409: "already a member"}
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, responses=errors(_ADMIN),
+@router.post("", status_code=status.HTTP_201_CREATED, responses=errors(_CREATE),
              summary="Invite an email into the project with a role")
 async def create(body: NewInvite, caller: ProjectAdmin, pool: Pool, settings: AppSettings, ip: ClientIp) -> CreatedInvite:
     hours = body.expires_in_hours or settings.invite_expiry_hours
