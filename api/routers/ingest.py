@@ -28,7 +28,8 @@ INGEST_ERRORS = {
 
 async def admit_and_publish(caller, limiter, publisher, offered: int, spans: list[Span]) -> None:
     """Applies the rate limit to everything offered, then waits for Kafka's ack of the accepted spans."""
-    wait = limiter.admit(caller.key_prefix, offered)
+    # Per key; a user posting with a login token has a bucket of their own.
+    wait = limiter.admit(caller.key_prefix or caller.actor, offered)
     if wait > 0:
         raise HTTPException(
             status.HTTP_429_TOO_MANY_REQUESTS,
