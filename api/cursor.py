@@ -1,48 +1,47 @@
-"""Opaque keyset cursors: the sort values of the last row a page showed, and what they sort by.
-
-A cursor names the ordering it was made for, so a cursor from one sort used with another is
-refused (400) instead of silently skipping or repeating rows.
-"""
+"""Opaque page cursors: the sort key of a page's last row, so the next page starts after it."""
 
 from __future__ import annotations
 
 import base64
-import binascii
+import json
 from datetime import datetime
+from typing import Any
+from uuid import UUID
 
-import orjson
-from fastapi import HTTPException, status
-
-
-def encode_cursor(ordering: str, values: list) -> str:
-    raw = orjson.dumps([ordering, [v.isoformat() if isinstance(v, datetime) else v for v in values]])
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+from api.errors import BadRequest
 
 
-def decode_cursor(token: str, ordering: str, types: tuple[type, ...]) -> list:
-    """The values `encode_cursor` stored, as `types`; 400 when the cursor is not one of ours,
-    or was made for another ordering."""
+def encode_cursor(*values: Any) -> str:
+    plain = [v.isoformat() if isinstance(v, datetime) else str(v) if isinstance(v, UUID) else v for v in values]
+    return base64.urlsafe_b64encode(json.dumps(plain).encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str, *types: type) -> tuple:
+    """The values a cursor carries, converted to `types`; a cursor not made here is a 400."""
     try:
-        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
-        made_for, values = orjson.loads(raw)
-        if made_for != ordering or not isinstance(values, list) or len(values) != len(types):
-            raise ValueError
-        return [_as(kind, value) for kind, value in zip(types, values)]
-    except (ValueError, TypeError, binascii.Error, orjson.JSONDecodeError):
-        raise HTTPException(
-            status.HTTP_400_BAD_REQUEST,
-            "invalid cursor: pass the next_cursor of the previous page, with the same sort and filters",
-        ) from None
+        raw = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        if not isinstance(raw, list) or len(raw) != len(types):
+            raise ValueError("wrong shape")
+        values = tuple(_convert(t, v) for t, v in zip(types, raw, strict=True))
+    except (ValueError, TypeError, UnicodeDecodeError) as error:
+        raise BadRequest("malformed cursor: pass back the next_cursor of the previous page unchanged") from error
+    return values
 
 
-def _as(kind: type, value):
+def _convert(kind: type, value: Any) -> Any:
     if kind is datetime:
         moment = datetime.fromisoformat(value)
         if moment.tzinfo is None:
-            raise ValueError
+            raise ValueError("cursor time without a zone")
         return moment
-    if kind is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if not isinstance(value, kind) or isinstance(value, bool):
-        raise ValueError
-    return value
+    if kind is int and (not isinstance(value, int) or not -(2**63) <= value < 2**63):
+        raise ValueError("cursor id out of range")
+    return kind(value)
+
+
+def page(rows: list[Any], limit: int, key) -> tuple[list[Any], str | None]:
+    """Rows fetched with limit + 1: the page, and the cursor of the next one if there is one."""
+    if len(rows) <= limit:
+        return rows, None
+    rows = rows[:limit]
+    return rows, encode_cursor(*key(rows[-1]))

@@ -166,7 +166,7 @@ async def test_an_explicit_window_bounds_the_list(api, seeded):
 
 
 @pytest.mark.parametrize("params, message", [
-    ({"cursor": "not-a-cursor"}, "invalid cursor"),
+    ({"cursor": "not-a-cursor"}, "malformed cursor"),
     ({"hours": 2, "from": NOW.isoformat()}, "not both"),
     ({"from": NOW.isoformat(), "to": (NOW - timedelta(hours=1)).isoformat()}, "before"),
     ({"from": "2025-01-01T00:00:00"}, "time zone"),

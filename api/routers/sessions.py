@@ -9,6 +9,7 @@ from fastapi import APIRouter, HTTPException, Query, Request, status
 from pydantic import BaseModel, computed_field
 
 from api.cursor import decode_cursor, encode_cursor
+from api.errors import BadRequest
 from api.deps import AppSettings, CurrentProject, Pool
 from api.reader import QueryCapped, Reader
 from api.repositories.sessions import SORTS, SessionFilter, get_session, list_sessions, sort_key, summarize_sessions
@@ -31,6 +32,17 @@ class SessionOut(SessionFields):
 class SessionPage(BaseModel):
     items: list[SessionOut]
     next_cursor: str | None = None
+
+
+def _after(cursor: str | None, ordering: str, kind: type) -> list | None:
+    """The keyset a cursor carries; it names the ordering it was made for, so a cursor of another
+    sort (or another session's trace) is refused instead of skipping or repeating rows."""
+    if cursor is None:
+        return None
+    made_for, value, last_id = decode_cursor(cursor, str, kind, str)
+    if made_for != ordering:
+        raise BadRequest("this cursor belongs to another sort or filter; start again without it")
+    return [value, last_id]
 
 
 def _nano(usd: float | None) -> int | None:
@@ -59,12 +71,12 @@ async def sessions(
         raise HTTPException(status.HTTP_400_BAD_REQUEST, "min_cost_usd is above max_cost_usd")
     filters = SessionFilter(agent, health_tag, status_, server, model, _nano(min_cost_usd), _nano(max_cost_usd))
     ordering = f"sessions:{sort}:{order}"
-    after = decode_cursor(cursor, ordering, (SORTS[sort][2], str)) if cursor else None
+    after = _after(cursor, ordering, SORTS[sort][2])
     rows = await list_sessions(
         reader, str(project.id), window, settings.incomplete_after_seconds, filters=filters, sort=sort,
         descending=order == "desc", after=after, limit=limit + 1,
     )
-    next_cursor = encode_cursor(ordering, sort_key(rows[limit - 1], sort)) if len(rows) > limit else None
+    next_cursor = encode_cursor(ordering, *sort_key(rows[limit - 1], sort)) if len(rows) > limit else None
     return SessionPage(items=[SessionOut(**row) for row in rows[:limit]], next_cursor=next_cursor)
 
 
@@ -141,7 +153,7 @@ async def session(
 ) -> SessionDetail:
     limit = min(limit or settings.trace_page_max_spans, settings.trace_page_max_spans)
     ordering = f"trace:{session_id}"
-    after = decode_cursor(cursor, ordering, (int, str)) if cursor else None
+    after = _after(cursor, ordering, int)
     project_id = str(project.id)
     found = await get_session(reader, project_id, session_id, settings.incomplete_after_seconds)
     if found is None:
@@ -173,5 +185,5 @@ async def session(
     next_cursor = None
     if len(rows) > limit:
         last = rows[limit - 1]
-        next_cursor = encode_cursor(ordering, [micros(last["started_at"]), last["span_id"]])
+        next_cursor = encode_cursor(ordering, micros(last["started_at"]), last["span_id"])
     return SessionDetail(**found, roots=roots, trace=trace, next_cursor=next_cursor)
