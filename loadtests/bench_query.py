@@ -182,6 +182,7 @@ async def mixed(client: httpx.AsyncClient, mix, clients: int, seconds: float,
     """`clients` concurrent clients, each sending its next request `think_s` after its last one
     answered (0: at once, the harshest reading of "concurrent")."""
     latencies: list[float] = []
+    by_path: dict[str, list[float]] = {}
     failures: list[str] = []
     stop = time.monotonic() + seconds
 
@@ -196,6 +197,8 @@ async def mixed(client: httpx.AsyncClient, mix, clients: int, seconds: float,
             except httpx.HTTPError as error:
                 failures.append(f"{type(error).__name__} {path}")
             latencies.append((time.perf_counter() - began) * 1000)
+            kind = "/api/agents/sessions/{id}" if path.startswith("/api/agents/sessions/") else path
+            by_path.setdefault(f"{kind} {'filtered' if len(params) > 1 else ''}".strip(), []).append(latencies[-1])
             if think_s:
                 await asyncio.sleep(think_s)
 
@@ -204,6 +207,10 @@ async def mixed(client: httpx.AsyncClient, mix, clients: int, seconds: float,
     elapsed = time.monotonic() - began
     for failure in failures[:5]:
         print("  failed:", failure)
+    for kind, times in sorted(by_path.items()):
+        if len(times) >= 2:
+            p50, p95 = _percentiles(times)
+            print(f"    {kind:<44} {len(times):>6} requests, p50 {p50:8.1f} ms, p95 {p95:8.1f} ms")
     return (*_percentiles(latencies), len(latencies), len(failures), len(latencies) / elapsed)
 
 
