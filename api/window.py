@@ -9,6 +9,8 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Query, status
 
 MAX_WINDOW = timedelta(days=366)
+# What the DateTime columns can hold (hourly rollups are DateTime, 1970-2106).
+EARLIEST, LATEST = datetime(1970, 1, 2, tzinfo=UTC), datetime(2106, 1, 1, tzinfo=UTC)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -33,7 +35,10 @@ class TimeWindow:
 def _aware(moment: datetime, name: str) -> datetime:
     if moment.tzinfo is None:
         raise HTTPException(status.HTTP_400_BAD_REQUEST, f"`{name}` needs a time zone, e.g. 2025-01-31T00:00:00Z")
-    return moment.astimezone(UTC)
+    moment = moment.astimezone(UTC)
+    if not EARLIEST <= moment < LATEST:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, f"`{name}` must lie between 1970 and 2105")
+    return moment
 
 
 async def _window(

@@ -171,6 +171,7 @@ async def test_an_explicit_window_bounds_the_list(api, seeded):
     ({"from": NOW.isoformat(), "to": (NOW - timedelta(hours=1)).isoformat()}, "before"),
     ({"from": "2025-01-01T00:00:00"}, "time zone"),
     ({"min_cost_usd": 2, "max_cost_usd": 1}, "min_cost_usd"),
+    ({"from": "0001-01-01T00:00:00Z", "to": "0001-01-02T00:00:00Z"}, "between 1970"),
 ])
 async def test_bad_list_parameters_are_refused_with_a_reason(api, params, message):
     response = await api.get("/api/agents/sessions", params=params)
