@@ -21,18 +21,24 @@ _SUMS = """sum(calls) AS calls, sum(input_tokens) AS input_tokens, sum(output_to
 
 async def cost_breakdown(reader: CappedReader, project_id: str, window: TimeWindow, group_by: str,
                          limit: int) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """The `limit` costliest groups, and the totals over all of them (`groups` counts them all)."""
+    """The `limit` costliest groups, and the totals over all of them (`groups` counts them all).
+    One scan: the grouping sets give the groups and the grand total together."""
     column = GROUPS[group_by]
-    parameters = {"project_id": project_id, "limit": limit, **window.parameters()}
     rows = await reader.rows(
-        f"""SELECT {column} AS key, uniqExact(session_id) AS sessions, {_SUMS}
+        f"""SELECT {column} AS key, grouping({column}) AS is_total, uniqExact({column}) AS groups,
+                   uniqExact(session_id) AS sessions, {_SUMS}
             FROM session_costs FINAL WHERE {_IN_WINDOW}
-            GROUP BY key ORDER BY cost_nano_usd DESC, key LIMIT {{limit:UInt32}}""",
-        parameters,
+            GROUP BY GROUPING SETS (({column}), ())
+            ORDER BY is_total DESC, cost_nano_usd DESC, key
+            LIMIT {{limit:UInt32}}""",
+        {"project_id": project_id, "limit": limit + 1, **window.parameters()},
     )
-    totals = await reader.rows(
-        f"""SELECT uniqExact({column}) AS groups, uniqExact(session_id) AS sessions, {_SUMS}
-            FROM session_costs FINAL WHERE {_IN_WINDOW}""",
-        parameters,
-    )
-    return rows, totals[0]
+    if rows and rows[0]["is_total"]:
+        totals, groups = rows[0], rows[1:]
+    else:  # nothing in the window: no grand total row either
+        totals = {"groups": 0, "sessions": 0, "calls": 0, "input_tokens": 0, "output_tokens": 0, "cache_read_tokens": 0,
+                  "cache_creation_tokens": 0, "thinking_tokens": 0, "cost_nano_usd": 0}
+        groups = rows
+    for row in groups:
+        del row["is_total"], row["groups"]
+    return groups, totals
