@@ -17,6 +17,8 @@ _STATS = """uniqExactMerge(calls) AS calls, uniqExactIfMerge(failures) AS failur
 
 
 def _row(row: dict[str, Any]) -> dict[str, Any]:
+    row.pop("by_tool", None)
+    row.pop("by_hour", None)
     p50, p95, p99 = row.pop("latency")
     calls = row["calls"]
     row.update(p50_ms=p50, p95_ms=p95, p99_ms=p99, error_rate=row["failures"] / calls if calls else 0.0,
@@ -26,14 +28,37 @@ def _row(row: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
-async def server_stats(reader: CappedReader, project_id: str, window: TimeWindow,
-                       server: str | None = None, by: str = "server_name") -> list[dict[str, Any]]:
-    """Stats per server (by='server_name'), or for one server per tool ('tool_name') or per hour ('hour')."""
-    group = {"server_name": "server_name", "tool_name": "server_name, tool_name", "hour": "server_name, hour"}[by]
-    only = " AND server_name = {server:String}" if server is not None else ""
+async def server_stats(reader: CappedReader, project_id: str, window: TimeWindow) -> list[dict[str, Any]]:
+    """Stats per server."""
     rows = await reader.rows(
-        f"""SELECT {group}, {_STATS} FROM mcp_server_stats WHERE {_IN_WINDOW}{only}
-            GROUP BY {group} ORDER BY {group}""",
-        {"project_id": project_id, "server": server, **window.parameters()},
+        f"""SELECT server_name, {_STATS} FROM mcp_server_stats WHERE {_IN_WINDOW}
+            GROUP BY server_name ORDER BY server_name""",
+        {"project_id": project_id, **window.parameters()},
     )
     return [_row(row) for row in rows]
+
+
+async def server_detail(reader: CappedReader, project_id: str, window: TimeWindow,
+                        server: str) -> tuple[dict[str, Any] | None, list[dict[str, Any]], list[dict[str, Any]]]:
+    """One server's stats overall, per tool and per hour, in one scan (grouping sets); None if it had no calls."""
+    rows = await reader.rows(
+        f"""SELECT server_name, tool_name, hour, grouping(tool_name) AS by_hour, grouping(hour) AS by_tool, {_STATS}
+            FROM mcp_server_stats WHERE {_IN_WINDOW} AND server_name = {{server:String}}
+            GROUP BY GROUPING SETS ((server_name), (server_name, tool_name), (server_name, hour))
+            ORDER BY by_hour, by_tool, tool_name, hour""",
+        {"project_id": project_id, "server": server, **window.parameters()},
+    )
+    overall, tools, hours = None, [], []
+    for row in rows:
+        # grouping(x) is 1 when x was aggregated away in the row's set.
+        by_hour, by_tool = row["by_hour"], row["by_tool"]
+        if by_hour and by_tool:
+            row.pop("tool_name"), row.pop("hour")
+            overall = _row(row)
+        elif by_tool:
+            row.pop("hour")
+            tools.append(_row(row))
+        else:
+            row.pop("tool_name")
+            hours.append(_row(row))
+    return overall, tools, hours

@@ -9,7 +9,7 @@ from typing import Any
 from api.reader import CappedReader
 from api.window import TimeWindow, micros
 
-_FIELDS = """session_id, version, first_at, last_at, duration_ms, spans, llm_calls, tool_calls,
+SESSION_FIELDS = """session_id, version, first_at, last_at, duration_ms, spans, llm_calls, tool_calls,
     failed_calls, errors, agents, servers, models, input_tokens, output_tokens, cache_read_tokens,
     cache_creation_tokens, thinking_tokens, cost_nano_usd, unpriced_calls, status,
     -- `incomplete` is judged when read: an open session that otherwise looks healthy and has
@@ -40,6 +40,11 @@ def _utc(row: dict[str, Any], *names: str) -> dict[str, Any]:
 def _tagged(row: dict[str, Any]) -> dict[str, Any]:
     row["health_tag"] = row.pop("tag")
     return row
+
+
+def session_out(row: dict[str, Any]) -> dict[str, Any]:
+    """A row of SESSION_FIELDS as the API shows it."""
+    return _tagged(_utc(row, "first_at", "last_at"))
 
 
 @dataclass(frozen=True)
@@ -93,7 +98,7 @@ async def list_sessions(
         parameters.update(after_value=after[0], after_id=after[1])
     direction = "DESC" if descending else "ASC"
     rows = await reader.rows(
-        f"""SELECT {_FIELDS} FROM sessions FINAL
+        f"""SELECT {SESSION_FIELDS} FROM sessions FINAL
             WHERE project_id = {{project_id:String}}
               AND last_at >= fromUnixTimestamp64Micro({{window_start:Int64}}, 'UTC')
               AND first_at <= fromUnixTimestamp64Micro({{window_end:Int64}}, 'UTC') {where}
@@ -102,28 +107,7 @@ async def list_sessions(
         {"project_id": project_id, **window.parameters(),
          "limit": limit, "incomplete_after": int(incomplete_after), **parameters},
     )
-    return [_tagged(_utc(row, "first_at", "last_at")) for row in rows]
-
-
-async def get_session(
-    reader: CappedReader, project_id: str, session_id: str, incomplete_after: float
-) -> dict[str, Any] | None:
-    rows = await reader.rows(
-        f"""SELECT {_FIELDS} FROM sessions FINAL
-            WHERE project_id = {{project_id:String}} AND session_id = {{session_id:String}}""",
-        {"project_id": project_id, "session_id": session_id, "incomplete_after": int(incomplete_after)},
-    )
-    if not rows:
-        return None
-    costs = await reader.rows(
-        """SELECT hour, model_id, agent_name, server_name, calls, input_tokens, output_tokens,
-                  cache_read_tokens, cache_creation_tokens, thinking_tokens, cost_nano_usd
-           FROM session_costs FINAL
-           WHERE project_id = {project_id:String} AND session_id = {session_id:String}
-           ORDER BY hour, model_id, agent_name, server_name""",
-        {"project_id": project_id, "session_id": session_id},
-    )
-    return {**_tagged(_utc(rows[0], "first_at", "last_at")), "costs": [_utc(cost, "hour") for cost in costs]}
+    return [session_out(row) for row in rows]
 
 
 async def summarize_sessions(reader: CappedReader, project_id: str, hours: float) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from pydantic import BaseModel
 
 from api.deps import CurrentProject
 from api.reader import Reader
-from api.repositories.servers import server_stats
+from api.repositories.servers import server_detail, server_stats
 from api.window import Window
 
 router = APIRouter(prefix="/api/health/servers", tags=["servers"])
@@ -59,11 +59,7 @@ async def servers(project: CurrentProject, reader: Reader, window: Window) -> Se
 @router.get("/{name}", response_model=ServerDetail, summary="One MCP server: per tool and per hour")
 async def server(name: Annotated[str, Path(max_length=256)], project: CurrentProject, reader: Reader,
                  window: Window) -> ServerDetail:
-    project_id = str(project.id)
-    overall = await server_stats(reader, project_id, window, name)
-    if not overall:
+    overall, tools, hours = await server_detail(reader, str(project.id), window, name)
+    if overall is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no calls to MCP server {name!r} in this project in the window")
-    tools = await server_stats(reader, project_id, window, name, by="tool_name")
-    hours = await server_stats(reader, project_id, window, name, by="hour")
-    return ServerDetail(**overall[0], tools=[ToolStats(**row) for row in tools],
-                        hours=[HourStats(**row) for row in hours])
+    return ServerDetail(**overall, tools=[ToolStats(**row) for row in tools], hours=[HourStats(**row) for row in hours])

@@ -12,8 +12,8 @@ from api.cursor import decode_cursor, encode_cursor
 from api.errors import BadRequest
 from api.deps import AppSettings, CurrentProject, Pool
 from api.reader import QueryCapped, Reader
-from api.repositories.sessions import SORTS, SessionFilter, get_session, list_sessions, sort_key, summarize_sessions
-from api.repositories.traces import span_page, span_parents
+from api.repositories.sessions import SORTS, SessionFilter, list_sessions, sort_key, summarize_sessions
+from api.repositories.traces import session_trace, span_parents
 from api.trace_tree import tree_places
 from api.window import Window, micros
 from schemas.session import CostCell, HealthTag, SessionFields
@@ -155,10 +155,10 @@ async def session(
     ordering = f"trace:{session_id}"
     after = _after(cursor, ordering, int)
     project_id = str(project.id)
-    found = await get_session(reader, project_id, session_id, settings.incomplete_after_seconds)
-    if found is None:
+    traced = await session_trace(reader, project_id, session_id, settings.incomplete_after_seconds, after, limit + 1)
+    if traced is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no session {session_id!r} in this project")
-    rows = await span_page(reader, project_id, session_id, after, limit + 1)
+    found, rows = traced
     if after is None and len(rows) <= limit:  # the whole session is on this page: its shape is too
         parents = {row["span_id"]: row["parent_span_id"] for row in rows}
     else:
