@@ -304,3 +304,15 @@ async def test_a_query_over_its_cap_is_stopped_with_a_clear_answer(store):
     with pytest.raises(QueryCapped) as too_big:
         await CappedReader(store, 60, 16 * 1024**2).rows("SELECT count(DISTINCT number) FROM numbers(50000000)")
     assert too_big.value.status_code == 503 and "MiB" in too_big.value.message
+
+
+async def test_an_endpoint_whose_query_hits_the_time_cap_answers_504(settings, store, seeded):
+    capped = settings.model_copy(update={"query_max_execution_seconds": 0.000001})
+    app = create_app(capped, store)
+    async with app.router.lifespan_context(app):
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://spanstream",
+                                     headers={"X-API-Key": seeded["key"]}) as client:
+            for path in ("/api/agents/sessions", "/api/agents/sessions/tree-1", "/api/costs/breakdown", "/api/agents"):
+                response = await client.get(path, params={"hours": 720} if path != "/api/agents/sessions/tree-1" else {})
+                assert response.status_code == 504, (path, response.text)
+                assert "narrow the time window" in response.json()["detail"]
