@@ -12,7 +12,7 @@ from api.deps import KeyCache
 from api.publisher import SpanPublisher
 from api.ratelimit import SpanRateLimiter
 from api.replay_jobs import Replayer, ReplayJobs
-from api.routers import admin, alerts, health, ingest, otlp, sessions, slos, spans, sql
+from api.routers import admin, alerts, health, ingest, otlp, pricing, sessions, slos, spans, sql
 from spanstream.clickhouse import ClickHouseStore
 from spanstream.settings import Settings
 
@@ -49,5 +49,6 @@ def create_app(settings: Settings, store: ClickHouseStore | None, replayer: Repl
     app.include_router(admin.router)
     app.include_router(slos.router)
     app.include_router(alerts.router)
+    app.include_router(pricing.router)
     app.include_router(sql.router)
     return app

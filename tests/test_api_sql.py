@@ -16,8 +16,9 @@ pytestmark = pytest.mark.anyio
 
 
 @asynccontextmanager
-async def client_for(settings, store, **overrides):
-    app = create_app(settings.model_copy(update=overrides), store)
+async def client_for(settings, store, operator_token=None, **overrides):
+    """The app over this session's chdb store, its lifespan running; `overrides` change settings."""
+    app = create_app(settings.model_copy(update=overrides), store, operator_token=operator_token)
     async with app.router.lifespan_context(app):
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://spanstream") as client:
             yield client
