@@ -65,6 +65,9 @@ async def test_an_admin_sees_only_its_own_projects_rows(settings, store, project
             assert answer.json()["rows"] == [[0]], query
         stats = await sql(client, admin, "SELECT uniqExactMerge(calls) FROM mcp_server_stats")
         assert stats.json()["rows"] == [[3]]
+        # Counts and extremes that ClickHouse could answer from part metadata respect the filter too.
+        shortcut = await sql(client, admin, "SELECT count(), max(latency_ms) FROM spans")
+        assert shortcut.json()["rows"] == [[3, 100.0 * 3]]  # A's slowest of 3 calls; B's slowest is 500
         # Project B's admin sees B's rows through the same endpoint.
         other = await sql(client, projects["b_key"], "SELECT count() FROM spans FINAL")
         assert other.json()["rows"] == [[5]]
