@@ -156,3 +156,13 @@ async def test_values_come_back_as_json(settings, store, projects):
     assert [c["name"] for c in body["columns"]] == ["at", "price", "not_a_number", "list", "dict", "id", "1", "1"]
     assert body["rows"] == [["2026-03-01T12:00:00.500000+00:00", "1.25", None, [1, 2], {"k": 1},
                              "00000000-0000-0000-0000-000000000001", 1, 1]]
+
+
+async def test_an_empty_answer_still_names_its_columns(settings, store, projects):
+    async with client_for(settings, store) as client:
+        for query in ("SELECT session_id, spans FROM sessions FINAL WHERE spans > 1000000",
+                      "SELECT session_id, spans FROM sessions FINAL LIMIT 0"):
+            answer = await sql(client, projects["keys"]["admin"], query)
+            assert answer.status_code == 200, answer.text
+            assert answer.json() == {"columns": [{"name": "session_id", "type": "String"},
+                                                 {"name": "spans", "type": "UInt32"}], "rows": [], "row_count": 0}

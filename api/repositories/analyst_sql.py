@@ -43,7 +43,9 @@ async def _catalog(store: ClickHouseStore, database: str) -> Catalog:
 
 async def run_analyst_query(store: ClickHouseStore, settings: Settings, project_id: str, sql: str) -> QueryResult:
     """Raises QueryRefused (the query is not allowed) or QueryFailed (ClickHouse's error)."""
-    text = single_statement(sql)
+    # In parentheses, so that the driver's trailing SETTINGS clause can only attach to the whole
+    # query, and a trailing `LIMIT 0` does not send it down the driver's metadata-probe path.
+    text = f"(\n{single_statement(sql)}\n)"
     try:
         # EXPLAIN AST only parses: nothing of the query runs before it has been checked.
         explained = await store.query_table(f"EXPLAIN AST {text}")
@@ -62,6 +64,10 @@ async def run_analyst_query(store: ClickHouseStore, settings: Settings, project_
     }
     try:
         columns, types, rows = await store.query_table(text, settings=caps)
+        if not columns:
+            # chdb sends no header with an empty result; DESCRIBE names the columns without running it.
+            described = await store.query_table(f"DESCRIBE {text}", settings=caps)
+            columns, types = [row[0] for row in described[2]], [row[1] for row in described[2]]
     except ClickHouseClientError as error:
         raise QueryFailed(_message(error)) from error
     return QueryResult(columns, types, [[json_value(value) for value in row] for row in rows])

@@ -45,6 +45,8 @@ async def list_prices(pool: asyncpg.Pool, model_id: str | None, current: bool, l
         key = decode_cursor(cursor, 3)
         try:
             after = (str(key[0]), datetime.fromisoformat(key[1]), UUID(key[2]))
+            if "\x00" in after[0]:
+                raise ValueError("NUL in cursor")
         except (TypeError, ValueError) as error:
             raise BadCursor("invalid cursor: pass back the next_cursor of a previous page") from error
     rows = await pool.fetch(

@@ -11,6 +11,7 @@ from fastapi import APIRouter, Body, HTTPException, Query, Response, status
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, field_validator
 
 from api.deps import CurrentProject, Pool, WriterCaller
+from api.fields import Text
 from api.keyset import BadCursor
 from api.repositories.alert_rules import UnknownSlo, create_rule, delete_rule, get_rule, list_rules, replace_rule
 from schemas.session import HealthTag
@@ -22,9 +23,9 @@ RuleKind = Literal["session_tagged", "slo_breached", "mcp_server_down", "mcp_ser
 
 class _Rule(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    name: str = Field(min_length=1, max_length=200)
+    name: Text = Field(min_length=1, max_length=200)
     webhook_url: HttpUrl = Field(description="http(s) URL the alert is POSTed to")
-    secret: str | None = Field(default=None, min_length=16, max_length=256, description=(
+    secret: Text | None = Field(default=None, min_length=16, max_length=256, description=(
         "signs each webhook body; never returned. On PUT: omitted keeps the stored one, null removes it"))
     enabled: bool = True
     cooldown_seconds: int = Field(default=300, ge=0, le=7 * 24 * 3600,
@@ -58,7 +59,7 @@ class SloBreachedRule(_Rule):
 class McpServerRule(_Rule):
     """Fires when MCP server `server_name` goes down (or recovers); no server_name: any server."""
     kind: Literal["mcp_server_down", "mcp_server_recovered"]
-    server_name: str | None = Field(default=None, min_length=1, max_length=256)
+    server_name: Text | None = Field(default=None, min_length=1, max_length=256)
 
 
 class CostBudgetRule(_Rule):

@@ -19,11 +19,13 @@ from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, s
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 from api.deps import CurrentCaller, Pool
+from api.fields import Text
 from api.keyset import BadCursor
 from api.repositories.pricing import PriceConflict, PriceInvalid, add_price, correct_price, list_prices
 
 router = APIRouter(prefix="/api/pricing", tags=["pricing"])
 
+MODEL_ID = r"^[a-z0-9][a-z0-9._-]*$"
 UsdPerMtok = Annotated[Decimal, Field(ge=0, max_digits=12, decimal_places=6, description="USD per million tokens")]
 _WRITE_ERRORS = {401: {"description": "operator token required"},
                  409: {"description": "the model would have two prices in force at once"}}
@@ -44,11 +46,11 @@ class PriceIn(BaseModel):
     thinking at the output price."""
 
     model_config = ConfigDict(extra="forbid")
-    model_id: str = Field(min_length=1, max_length=200, pattern=r"^[a-z0-9][a-z0-9._-]*$", description=(
+    model_id: str = Field(min_length=1, max_length=200, pattern=MODEL_ID, description=(
         "normalized: lowercase, no provider prefix or dated suffix (claude-sonnet-4-5, gpt-4o)"))
-    provider: str | None = Field(default=None, min_length=1, max_length=100,
+    provider: Text | None = Field(default=None, min_length=1, max_length=100,
                                  description="required for a model with no price yet; else copied")
-    display_name: str | None = Field(default=None, min_length=1, max_length=200)
+    display_name: Text | None = Field(default=None, min_length=1, max_length=200)
     input_usd_per_mtok: UsdPerMtok
     output_usd_per_mtok: UsdPerMtok
     cache_read_usd_per_mtok: UsdPerMtok | None = None
@@ -71,8 +73,8 @@ class PriceCorrection(BaseModel):
     """Fields to overwrite on one row; `effective_to: null` makes it open-ended."""
 
     model_config = ConfigDict(extra="forbid")
-    provider: str | None = Field(default=None, min_length=1, max_length=100)
-    display_name: str | None = Field(default=None, min_length=1, max_length=200)
+    provider: Text | None = Field(default=None, min_length=1, max_length=100)
+    display_name: Text | None = Field(default=None, min_length=1, max_length=200)
     input_usd_per_mtok: UsdPerMtok | None = None
     output_usd_per_mtok: UsdPerMtok | None = None
     cache_read_usd_per_mtok: UsdPerMtok | None = None
@@ -115,7 +117,8 @@ class PriceAdded(BaseModel):
 
 
 @router.get("", response_model=PricePage, summary="Price rows, by model and start (history, or only those in force now)")
-async def prices(caller: CurrentCaller, pool: Pool, model_id: str | None = None,
+async def prices(caller: CurrentCaller, pool: Pool,
+                 model_id: Annotated[str | None, Query(max_length=200, pattern=MODEL_ID)] = None,
                  current: Annotated[bool, Query(description="only the rows in force now")] = False,
                  limit: Annotated[int, Query(ge=1, le=1000)] = 200, cursor: str | None = None) -> PricePage:
     try:

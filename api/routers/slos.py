@@ -10,6 +10,7 @@ from fastapi import APIRouter, HTTPException, Query, Response, status
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from api.deps import AppSettings, CurrentProject, Pool, Store, WriterCaller
+from api.fields import Text
 from api.keyset import BadCursor
 from api.repositories.slo_status import read_slo
 from api.repositories.slos import create_slo, delete_slo, get_slo, list_slos, replace_slo
@@ -27,9 +28,9 @@ class SloIn(BaseModel):
     ms, cost_budget the most the window may cost in USD. No `agent_name`: the whole project."""
 
     model_config = ConfigDict(extra="forbid")
-    name: str = Field(min_length=1, max_length=200)
+    name: Text = Field(min_length=1, max_length=200)
     kind: SloKind
-    agent_name: str | None = Field(default=None, min_length=1, max_length=256)
+    agent_name: Text | None = Field(default=None, min_length=1, max_length=256)
     target: float = Field(gt=0, allow_inf_nan=False)
     window_hours: float = Field(gt=0, le=2160, allow_inf_nan=False, description="trailing window, at most 90 days")
 
