@@ -101,7 +101,7 @@ async def test_a_new_price_closes_the_one_in_force_and_never_overlaps(settings, 
         overlap = await client.patch(f"/api/pricing/{rows[1]['id']}", headers=OPERATOR, json={"effective_to": "2025-04-01T00:00:00Z"})
         assert overlap.status_code == 409 and "overlap" in overlap.json()["detail"]
         backwards = await client.patch(f"/api/pricing/{rows[1]['id']}", headers=OPERATOR, json={"effective_to": "2024-01-01T00:00:00Z"})
-        assert backwards.status_code == 422 and "end after it starts" in backwards.json()["detail"]
+        assert backwards.status_code == 422 and "end after it starts" in backwards.json()["detail"][0]["msg"]
         missing = await client.patch(f"/api/pricing/{uuid.uuid4()}", headers=OPERATOR, json={"input_usd_per_mtok": "1"})
         assert missing.status_code == 404
         assert (await client.patch(f"/api/pricing/{rows[1]['id']}", json={"input_usd_per_mtok": "1"})).status_code == 401
@@ -126,6 +126,6 @@ async def test_bad_prices_are_422_with_the_reason(settings, store, body, needle)
 async def test_a_new_model_needs_its_provider_and_name(settings, store):
     async with client_for(settings, store, operator_token=TOKEN) as client:
         answer = await client.post("/api/pricing", headers=OPERATOR, json=_price(_model(), "2025-01-01T00:00:00Z"))
-        assert answer.status_code == 422 and "provider and display_name" in answer.json()["detail"]
+        assert answer.status_code == 422 and "provider and display_name" in answer.json()["detail"][0]["msg"]
         null = await client.patch(f"/api/pricing/{uuid.uuid4()}", headers=OPERATOR, json={"input_usd_per_mtok": None})
         assert null.status_code == 422 and "may not be null" in null.text

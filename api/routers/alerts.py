@@ -8,24 +8,23 @@ from typing import Annotated, Literal, Union
 from uuid import UUID
 
 from fastapi import APIRouter, Body, HTTPException, Query, Response, status
-from pydantic import BaseModel, ConfigDict, Field, HttpUrl, field_validator
+from pydantic import BaseModel, Field, HttpUrl, field_validator
 
 from api.deps import CurrentProject, Pool, WriterCaller
-from api.fields import Text
+from api.fields import RequestBody
 from api.keyset import BadCursor
+from api.responses import documented, invalid_field
 from api.repositories.alert_rules import UnknownSlo, create_rule, delete_rule, get_rule, list_rules, replace_rule
 from schemas.session import HealthTag
 
 router = APIRouter(prefix="/api/alerts/rules", tags=["alerts"])
-_NOT_FOUND = {404: {"description": "no such alert rule in this project"}}
 RuleKind = Literal["session_tagged", "slo_breached", "mcp_server_down", "mcp_server_recovered", "cost_budget_crossed"]
 
 
-class _Rule(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    name: Text = Field(min_length=1, max_length=200)
+class _Rule(RequestBody):
+    name: str = Field(min_length=1, max_length=200)
     webhook_url: HttpUrl = Field(description="http(s) URL the alert is POSTed to")
-    secret: Text | None = Field(default=None, min_length=16, max_length=256, description=(
+    secret: str | None = Field(default=None, min_length=16, max_length=256, description=(
         "signs each webhook body; never returned. On PUT: omitted keeps the stored one, null removes it"))
     enabled: bool = True
     cooldown_seconds: int = Field(default=300, ge=0, le=7 * 24 * 3600,
@@ -59,7 +58,7 @@ class SloBreachedRule(_Rule):
 class McpServerRule(_Rule):
     """Fires when MCP server `server_name` goes down (or recovers); no server_name: any server."""
     kind: Literal["mcp_server_down", "mcp_server_recovered"]
-    server_name: Text | None = Field(default=None, min_length=1, max_length=256)
+    server_name: str | None = Field(default=None, min_length=1, max_length=256)
 
 
 class CostBudgetRule(_Rule):
@@ -101,10 +100,10 @@ def _fields(rule: _Rule) -> dict:
 
 
 def _unknown_slo(error: UnknownSlo) -> HTTPException:
-    return HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(error))
+    return invalid_field(("body", "slo_id"), str(error))
 
 
-@router.get("", response_model=AlertRulePage, summary="Alert rules of the project")
+@router.get("", response_model=AlertRulePage, responses=documented(400, 401), summary="Alert rules of the project")
 async def rules(project: CurrentProject, pool: Pool, limit: Annotated[int, Query(ge=1, le=500)] = 100,
                 cursor: str | None = None) -> AlertRulePage:
     try:
@@ -115,7 +114,7 @@ async def rules(project: CurrentProject, pool: Pool, limit: Annotated[int, Query
 
 
 @router.post("", response_model=AlertRuleOut, status_code=status.HTTP_201_CREATED,
-             responses={422: {"description": "invalid rule, or an SLO not in this project"}},
+             responses=documented(401, 403),
              summary="Add an alert rule (member+)")
 async def add_rule(body: Annotated[AlertRuleIn, Body()], caller: WriterCaller, pool: Pool) -> AlertRuleOut:
     try:
@@ -124,7 +123,7 @@ async def add_rule(body: Annotated[AlertRuleIn, Body()], caller: WriterCaller, p
         raise _unknown_slo(error) from error
 
 
-@router.get("/{rule_id}", response_model=AlertRuleOut, responses=_NOT_FOUND, summary="One alert rule")
+@router.get("/{rule_id}", response_model=AlertRuleOut, responses=documented(401, 404), summary="One alert rule")
 async def rule(rule_id: UUID, project: CurrentProject, pool: Pool) -> AlertRuleOut:
     found = await get_rule(pool, project.id, rule_id)
     if found is None:
@@ -132,7 +131,7 @@ async def rule(rule_id: UUID, project: CurrentProject, pool: Pool) -> AlertRuleO
     return AlertRuleOut(**found)
 
 
-@router.put("/{rule_id}", response_model=AlertRuleOut, responses=_NOT_FOUND,
+@router.put("/{rule_id}", response_model=AlertRuleOut, responses=documented(401, 403, 404),
             summary="Replace an alert rule (member+); an omitted secret is kept, a null one removed")
 async def change_rule(rule_id: UUID, body: Annotated[AlertRuleIn, Body()], caller: WriterCaller, pool: Pool) -> AlertRuleOut:
     try:
@@ -145,7 +144,7 @@ async def change_rule(rule_id: UUID, body: Annotated[AlertRuleIn, Body()], calle
     return AlertRuleOut(**found)
 
 
-@router.delete("/{rule_id}", status_code=status.HTTP_204_NO_CONTENT, responses=_NOT_FOUND,
+@router.delete("/{rule_id}", status_code=status.HTTP_204_NO_CONTENT, responses=documented(401, 403, 404),
                summary="Delete an alert rule (member+)")
 async def remove_rule(rule_id: UUID, caller: WriterCaller, pool: Pool) -> Response:
     if not await delete_rule(pool, caller.project.id, rule_id):
