@@ -1,9 +1,10 @@
-"""The base of request bodies: unknown fields refused, and no NUL characters anywhere."""
+"""Request bodies: unknown fields refused, no NUL characters anywhere, and 422s for checks made later."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from fastapi import HTTPException, status
 from pydantic import BaseModel, ConfigDict, model_validator
 
 
@@ -34,3 +35,9 @@ class RequestBody(BaseModel):
         if where is not None:
             raise ValueError(f"{where} may not contain NUL characters")
         return data
+
+
+def invalid_field(location: tuple[str, ...], message: str) -> HTTPException:
+    """A 422 shaped like FastAPI's own validation errors, for checks that need the database."""
+    return HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
+                         [{"loc": list(location), "msg": message, "type": "value_error"}])

@@ -77,6 +77,11 @@ async def test_replacing_a_rule_keeps_or_removes_the_secret(settings, store, pro
             "name": "any server down", "kind": "mcp_server_down", "webhook_url": HOOK, "secret": None})
         assert removed.json()["has_secret"] is False
         assert (await client.get(url, headers=_h(project["viewer"]))).json()["has_secret"] is False
+        logged = (await client.get("/api/audit/logs", headers=_h(project["admin"]))).json()["items"]
+        events = [e for e in logged if e["target"] == made["id"]]
+        assert [e["action"] for e in events] == ["alert_rule.updated", "alert_rule.updated", "alert_rule.created"]
+        assert [e["details"]["secret"] for e in events[:2]] == ["replaced", "kept"]
+        assert SECRET not in str(logged)
 
 
 async def test_viewers_and_other_projects_cannot_touch_rules(settings, store, project):

@@ -57,6 +57,11 @@ async def test_members_define_slos_and_every_role_reads_them(settings, store, pr
         assert (await client.delete(f"/api/slos/{slo['id']}", headers=_h(project["member"]))).status_code == 204
         assert (await client.get(f"/api/slos/{slo['id']}", headers=_h(project["member"]))).status_code == 404
 
+        # Each write is in the project's audit log, with the key that made it.
+        logged = (await client.get("/api/audit/logs", headers=_h(project["admin"]))).json()["items"]
+        events = [(e["action"], e["actor"].split(":")[0]) for e in logged if e["target"] == slo["id"]]
+        assert events == [("slo.deleted", "key"), ("slo.updated", "key"), ("slo.created", "key")]
+
 
 async def test_slo_lists_page_with_a_cursor(settings, store, project):
     async with client_for(settings, store) as client:

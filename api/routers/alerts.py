@@ -10,14 +10,16 @@ from uuid import UUID
 from fastapi import APIRouter, Body, HTTPException, Query, Response, status
 from pydantic import BaseModel, Field, HttpUrl, field_validator
 
-from api.deps import CurrentProject, Pool, WriterCaller
-from api.fields import RequestBody
-from api.keyset import BadCursor
-from api.responses import documented, invalid_field
+from api.cursor import decode_cursor, page
+from api.deps import ClientIp, CurrentProject, Pool, WriterCaller
+from api.fields import RequestBody, invalid_field
+from api.models import errors
 from api.repositories.alert_rules import UnknownSlo, create_rule, delete_rule, get_rule, list_rules, replace_rule
+from api.repositories.audit import Actor
 from schemas.session import HealthTag
 
 router = APIRouter(prefix="/api/alerts/rules", tags=["alerts"])
+_CHANGE = errors({403: "needs the member role", 404: "no such alert rule in this project"})
 RuleKind = Literal["session_tagged", "slo_breached", "mcp_server_down", "mcp_server_recovered", "cost_budget_crossed"]
 
 
@@ -103,27 +105,26 @@ def _unknown_slo(error: UnknownSlo) -> HTTPException:
     return invalid_field(("body", "slo_id"), str(error))
 
 
-@router.get("", response_model=AlertRulePage, responses=documented(400, 401), summary="Alert rules of the project")
+@router.get("", response_model=AlertRulePage, responses=errors({400: "malformed cursor"}), summary="Alert rules of the project")
 async def rules(project: CurrentProject, pool: Pool, limit: Annotated[int, Query(ge=1, le=500)] = 100,
                 cursor: str | None = None) -> AlertRulePage:
-    try:
-        rows, next_cursor = await list_rules(pool, project.id, limit, cursor)
-    except BadCursor as error:
-        raise HTTPException(status.HTTP_400_BAD_REQUEST, str(error)) from error
+    after = decode_cursor(cursor, datetime, UUID) if cursor else None
+    rows, next_cursor = page(await list_rules(pool, project.id, limit + 1, after), limit,
+                             lambda r: (r["created_at"], r["id"]))
     return AlertRulePage(items=[AlertRuleOut(**row) for row in rows], next_cursor=next_cursor)
 
 
 @router.post("", response_model=AlertRuleOut, status_code=status.HTTP_201_CREATED,
-             responses=documented(401, 403),
+             responses=errors({403: "needs the member role"}),
              summary="Add an alert rule (member+)")
-async def add_rule(body: Annotated[AlertRuleIn, Body()], caller: WriterCaller, pool: Pool) -> AlertRuleOut:
+async def add_rule(body: Annotated[AlertRuleIn, Body()], caller: WriterCaller, pool: Pool, ip: ClientIp) -> AlertRuleOut:
     try:
-        return AlertRuleOut(**await create_rule(pool, caller.project.id, _fields(body)))
+        return AlertRuleOut(**await create_rule(pool, caller.project.id, _fields(body), Actor(caller.actor, ip)))
     except UnknownSlo as error:
         raise _unknown_slo(error) from error
 
 
-@router.get("/{rule_id}", response_model=AlertRuleOut, responses=documented(401, 404), summary="One alert rule")
+@router.get("/{rule_id}", response_model=AlertRuleOut, responses=errors({404: "no such alert rule in this project"}), summary="One alert rule")
 async def rule(rule_id: UUID, project: CurrentProject, pool: Pool) -> AlertRuleOut:
     found = await get_rule(pool, project.id, rule_id)
     if found is None:
@@ -131,12 +132,13 @@ async def rule(rule_id: UUID, project: CurrentProject, pool: Pool) -> AlertRuleO
     return AlertRuleOut(**found)
 
 
-@router.put("/{rule_id}", response_model=AlertRuleOut, responses=documented(401, 403, 404),
+@router.put("/{rule_id}", response_model=AlertRuleOut, responses=_CHANGE,
             summary="Replace an alert rule (member+); an omitted secret is kept, a null one removed")
-async def change_rule(rule_id: UUID, body: Annotated[AlertRuleIn, Body()], caller: WriterCaller, pool: Pool) -> AlertRuleOut:
+async def change_rule(rule_id: UUID, body: Annotated[AlertRuleIn, Body()], caller: WriterCaller, pool: Pool,
+                      ip: ClientIp) -> AlertRuleOut:
     try:
         found = await replace_rule(pool, caller.project.id, rule_id, _fields(body), body.secret,
-                                   keep_secret="secret" not in body.model_fields_set)
+                                   keep_secret="secret" not in body.model_fields_set, actor=Actor(caller.actor, ip))
     except UnknownSlo as error:
         raise _unknown_slo(error) from error
     if found is None:
@@ -144,9 +146,9 @@ async def change_rule(rule_id: UUID, body: Annotated[AlertRuleIn, Body()], calle
     return AlertRuleOut(**found)
 
 
-@router.delete("/{rule_id}", status_code=status.HTTP_204_NO_CONTENT, responses=documented(401, 403, 404),
+@router.delete("/{rule_id}", status_code=status.HTTP_204_NO_CONTENT, responses=_CHANGE,
                summary="Delete an alert rule (member+)")
-async def remove_rule(rule_id: UUID, caller: WriterCaller, pool: Pool) -> Response:
-    if not await delete_rule(pool, caller.project.id, rule_id):
+async def remove_rule(rule_id: UUID, caller: WriterCaller, pool: Pool, ip: ClientIp) -> Response:
+    if not await delete_rule(pool, caller.project.id, rule_id, Actor(caller.actor, ip)):
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no alert rule {rule_id} in this project")
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -18,18 +18,18 @@ from uuid import UUID
 from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, status
 from pydantic import AwareDatetime, BaseModel, Field, model_validator
 
-from api.deps import CurrentCaller, Pool
-from api.fields import RequestBody
-from api.keyset import BadCursor
-from api.responses import documented, invalid_field
+from api.cursor import decode_cursor, page
+from api.deps import ClientIp, CurrentCaller, Pool
+from api.fields import RequestBody, invalid_field
+from api.models import errors
+from api.repositories.audit import Actor
 from api.repositories.pricing import PriceConflict, PriceInvalid, add_price, correct_price, list_prices
 
 router = APIRouter(prefix="/api/pricing", tags=["pricing"])
 
 MODEL_ID = r"^[a-z0-9][a-z0-9._-]*$"
 UsdPerMtok = Annotated[Decimal, Field(ge=0, max_digits=12, decimal_places=6, description="USD per million tokens")]
-_WRITE_ERRORS = documented(401, 409, e401="operator token required",
-                           e409="the model would have two prices in force at once")
+_WRITE_ERRORS = errors({401: "operator token required", 409: "the model would have two prices in force at once"})
 
 
 async def _operator(request: Request, authorization: Annotated[str | None, Header()] = None) -> None:
@@ -115,24 +115,23 @@ class PriceAdded(BaseModel):
     closed: PriceOut | None = Field(description="the row that was in force at effective_from, now ending there")
 
 
-@router.get("", response_model=PricePage, responses=documented(400, 401), summary="Price rows, by model and start (history, or only those in force now)")
+@router.get("", response_model=PricePage, responses=errors({400: "malformed cursor"}), summary="Price rows, by model and start (history, or only those in force now)")
 async def prices(caller: CurrentCaller, pool: Pool,
                  model_id: Annotated[str | None, Query(max_length=200, pattern=MODEL_ID)] = None,
                  current: Annotated[bool, Query(description="only the rows in force now")] = False,
                  limit: Annotated[int, Query(ge=1, le=1000)] = 200, cursor: str | None = None) -> PricePage:
-    try:
-        rows, next_cursor = await list_prices(pool, model_id, current, limit, cursor)
-    except BadCursor as error:
-        raise HTTPException(status.HTTP_400_BAD_REQUEST, str(error)) from error
+    after = decode_cursor(cursor, str, datetime, UUID) if cursor else None
+    rows, next_cursor = page(await list_prices(pool, model_id, current, limit + 1, after), limit,
+                             lambda r: (r["model_id"], r["effective_from"], r["id"]))
     return PricePage(items=[PriceOut(**row) for row in rows], next_cursor=next_cursor)
 
 
 @router.post("", response_model=PriceAdded, status_code=status.HTTP_201_CREATED, dependencies=[Depends(_operator)],
              responses=_WRITE_ERRORS,
              summary="Add a model's price from a date, closing the row in force then (operator)")
-async def add(body: PriceIn, pool: Pool) -> PriceAdded:
+async def add(body: PriceIn, pool: Pool, ip: ClientIp) -> PriceAdded:
     try:
-        added, closed = await add_price(pool, body.model_dump())
+        added, closed = await add_price(pool, body.model_dump(), Actor("operator", ip))
     except PriceConflict as error:
         raise HTTPException(status.HTTP_409_CONFLICT, str(error)) from error
     except PriceInvalid as error:
@@ -141,11 +140,11 @@ async def add(body: PriceIn, pool: Pool) -> PriceAdded:
 
 
 @router.patch("/{price_id}", response_model=PriceOut, dependencies=[Depends(_operator)],
-              responses={**_WRITE_ERRORS, **documented(404, e404="no such price row")},
+              responses={**_WRITE_ERRORS, **errors({404: "no such price row"})},
               summary="Correct one price row (operator); spans already folded keep the old figures until a reprice")
-async def correct(price_id: UUID, body: PriceCorrection, pool: Pool) -> PriceOut:
+async def correct(price_id: UUID, body: PriceCorrection, pool: Pool, ip: ClientIp) -> PriceOut:
     try:
-        row = await correct_price(pool, price_id, body.model_dump(include=body.model_fields_set))
+        row = await correct_price(pool, price_id, body.model_dump(include=body.model_fields_set), Actor("operator", ip))
     except PriceConflict as error:
         raise HTTPException(status.HTTP_409_CONFLICT, str(error)) from error
     except PriceInvalid as error:
