@@ -16,8 +16,8 @@ pytestmark = pytest.mark.anyio
 @pytest.fixture
 async def project(settings):
     project_id, keys = await new_project(settings.postgres_dsn, "slo", ("admin", "member", "viewer"))
-    _, other = await new_project(settings.postgres_dsn, "slo-other", ("member",))
-    return {"id": project_id, **keys, "other": other["member"]}
+    other_id, other = await new_project(settings.postgres_dsn, "slo-other", ("member",))
+    return {"id": project_id, **keys, "other": other["member"], "other_id": other_id}
 
 
 def _h(key):
@@ -126,6 +126,12 @@ async def test_status_judges_each_slo_from_the_views(settings, store, project):
     seed_cost(store, pid, "s0", NOW, planner_cost, agent_name="planner")
     seed_cost(store, pid, "s3", NOW, writer_cost, agent_name="writer")
     seed_cost(store, pid, "s6", NOW - timedelta(hours=30), 9_000_000_000, agent_name="planner")
+
+    # Another project's failures, slow calls and spending count for nothing here.
+    other = project["other_id"]
+    seed_session(store, other, "s0", NOW, health_tag="tool_failure", agents=["planner", "writer"])
+    seed_spans(store, [tool_call(other, "s0", NOW, 9000.0, agent_name="writer")])
+    seed_cost(store, other, "s0", NOW, 50_000_000_000, agent_name="planner")
 
     async with client_for(settings, store) as client:
         member = project["member"]
