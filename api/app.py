@@ -9,10 +9,11 @@ import asyncpg
 from fastapi import FastAPI
 
 from api.deps import KeyCache
+from api.live.feed import LiveFeed
 from api.publisher import SpanPublisher
 from api.ratelimit import SpanRateLimiter
 from api.replay_jobs import Replayer, ReplayJobs
-from api.routers import admin, health, ingest, otlp, sessions, spans
+from api.routers import admin, health, ingest, live, otlp, sessions, spans
 from spanstream.clickhouse import ClickHouseStore
 from spanstream.settings import Settings
 
@@ -32,6 +33,9 @@ def create_app(settings: Settings, store: ClickHouseStore | None, replayer: Repl
             publisher = SpanPublisher(settings).start()
             stack.callback(publisher.close)
             app.state.publisher = publisher
+            # Reads the derived topics from their ends; closed first, before the pool it needs none of.
+            app.state.live = await LiveFeed(settings).start()
+            stack.callback(app.state.live.close)
             yield
 
     app = FastAPI(title="Spanstream", version="0.1.0", lifespan=lifespan)
@@ -47,4 +51,5 @@ def create_app(settings: Settings, store: ClickHouseStore | None, replayer: Repl
     app.include_router(spans.router)
     app.include_router(sessions.router)
     app.include_router(admin.router)
+    app.include_router(live.router)
     return app

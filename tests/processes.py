@@ -58,6 +58,8 @@ def serve_for_tests(settings, data_dir: Path, suffix: str, port: int) -> tuple[R
         "spans": f"{settings.spans_topic}-{suffix}",
         "sessions": f"{settings.sessions_topic}-{suffix}",
         "health": f"{settings.health_topic}-{suffix}",
+        "health_checks": f"{settings.health_checks_topic}-{suffix}",
+        "alerts": f"{settings.alerts_topic}-{suffix}",
         "worker_id": f"{settings.worker_id}-{suffix}",
     }
     running = start_spanstream("serve", {
@@ -66,6 +68,8 @@ def serve_for_tests(settings, data_dir: Path, suffix: str, port: int) -> tuple[R
         "SPANSTREAM_SPANS_TOPIC": topics["spans"],
         "SPANSTREAM_SESSIONS_TOPIC": topics["sessions"],
         "SPANSTREAM_HEALTH_TOPIC": topics["health"],
+        "SPANSTREAM_HEALTH_CHECKS_TOPIC": topics["health_checks"],
+        "SPANSTREAM_ALERTS_TOPIC": topics["alerts"],
         "SPANSTREAM_WORKER_ID": topics["worker_id"],
         "SPANSTREAM_SPANS_PARTITIONS": str(settings.spans_partitions),
         "SPANSTREAM_API_PORT": str(port),
