@@ -127,6 +127,11 @@ class LiveFeed:
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self.ending = False
+        self._batches: deque[_Batch] = deque()
+        self._slice = max(1, settings.live_client_buffer // 2)
+        self._slice_at = 0
+        # True while a batch is half handed out: the feed's position then is no client's.
+        self.mid_batch = False
 
     async def start(self) -> LiveFeed:
         """Starts reading at the end of every partition: a client that names no Last-Event-ID
@@ -195,20 +200,45 @@ class LiveFeed:
             del self._projects[project]
         self._project_set = frozenset(self._projects)
 
-    def _dispatch(self, batch: _Batch) -> None:
-        # Runs on the event loop, so joining, leaving and fan-out never interleave.
-        if self._joining:
-            for client in [c for c in self._joining if c.filter.project_id in batch.projects]:
-                self._joining.remove(client)
-                client.start = self.position
-                channels = self._channels.setdefault(client.filter.project_id, {})
-                channels.setdefault(client.filter, _Channel(client.filter)).clients.append(client)
-                if not client._joined.done():
-                    client._joined.set_result(self.position)
-        self.stats.events_read += len(batch.events)
-        self.stats.records_unreadable += batch.unreadable
+    def _enqueue(self, batch: _Batch) -> None:
+        self._batches.append(batch)
+        if len(self._batches) == 1:
+            self._loop.call_soon(self._dispatch)
+
+    def _dispatch(self) -> None:
+        # Runs on the event loop, so joining, leaving and fan-out never interleave. A batch is
+        # handed out in slices of half a client buffer, with the loop turning in between: a
+        # batch larger than a buffer (after the reader was held up) then costs a client that
+        # keeps up nothing, while one that does not still loses its oldest events.
+        batch = self._batches[0]
+        if self._slice_at == 0:
+            self._admit_joining(batch)
+            self.stats.events_read += len(batch.events)
+            self.stats.records_unreadable += batch.unreadable
+        end = self._slice_at + self._slice
+        self._fan_out(batch.events[self._slice_at:end])
+        if end < len(batch.events):
+            self._slice_at = end
+            self.mid_batch = True
+        else:
+            self._batches.popleft()
+            self._slice_at, self.mid_batch = 0, False
+            self.position, self.position_id = batch.position, batch.position_id
+        if self._batches:
+            self._loop.call_soon(self._dispatch)
+
+    def _admit_joining(self, batch: _Batch) -> None:
+        for client in [c for c in self._joining if c.filter.project_id in batch.projects]:
+            self._joining.remove(client)
+            client.start = self.position
+            channels = self._channels.setdefault(client.filter.project_id, {})
+            channels.setdefault(client.filter, _Channel(client.filter)).clients.append(client)
+            if not client._joined.done():
+                client._joined.set_result(self.position)
+
+    def _fan_out(self, events: list[LiveEvent]) -> None:
         touched: list[_Channel] = []
-        for event in batch.events:
+        for event in events:
             for channel in self._channels.get(event.project_id, {}).values():
                 if channel.filter.matches(event, event.kind):
                     if not channel.pending:
@@ -218,7 +248,6 @@ class LiveFeed:
             for client in channel.clients:
                 client.push(channel.pending)
             channel.pending = []
-        self.position, self.position_id = batch.position, batch.position_id
 
     def _open(self) -> tuple[Consumer, PositionTracker]:
         consumer = Consumer(consumer_config(self._settings))
@@ -258,7 +287,7 @@ class LiveFeed:
                         if message.error() is None:
                             tracker.passed(self._codes[message.topic()], message.partition(), message.offset())
                 batch = _Batch(events, projects, tracker.position(), tracker.current_id(), unreadable)
-                self._loop.call_soon_threadsafe(self._dispatch, batch)
+                self._loop.call_soon_threadsafe(self._enqueue, batch)
         except RuntimeError:  # the loop closed under us at shutdown
             pass
         finally:

@@ -102,6 +102,9 @@ async def _stream(feed: LiveFeed, client: LiveClient, resume: Position | None, k
             if floor is not None and feed.position.covers(floor):
                 floor = None
             if not events:
+                if feed.mid_batch:
+                    yield b": keepalive\n\n"
+                    continue
                 position_id = feed.position_id if floor is None else feed.position.merged(floor).encode()
                 yield b": keepalive\nid: %s\n\n" % position_id.encode()
             elif floor is None:
