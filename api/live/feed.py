@@ -63,6 +63,7 @@ class LiveClient:
         self.filter = live_filter
         self.dropped = 0
         self.start: Position | None = None  # the feed's position when this client joined
+        self.last_sent = time.monotonic()
         self._buffer: deque[LiveEvent] = deque(maxlen=buffer)
         self._ready = asyncio.Event()
         self._joined: asyncio.Future[Position] = asyncio.get_running_loop().create_future()
@@ -79,18 +80,16 @@ class LiveClient:
     def wake(self) -> None:
         self._ready.set()
 
-    async def take(self, timeout: float) -> list[LiveEvent]:
-        """Everything buffered, waiting up to `timeout` for something; [] if nothing came."""
+    async def take(self) -> list[LiveEvent]:
+        """Everything buffered, waiting for something; [] when woken with nothing (time for a
+        keepalive, or the feed is ending)."""
         if not self._buffer:
             self._ready.clear()
-            try:
-                async with asyncio.timeout(timeout):
-                    await self._ready.wait()
-            except TimeoutError:
-                return []
+            await self._ready.wait()
         events = list(self._buffer)
         self._buffer.clear()
         self._stats.events_sent += len(events)
+        self.last_sent = time.monotonic()
         return events
 
 
@@ -127,6 +126,7 @@ class LiveFeed:
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self.ending = False
+        self._keepalive: asyncio.Task | None = None
         self._batches: deque[_Batch] = deque()
         self._slice = max(1, settings.live_client_buffer // 2)
         self._slice_at = 0
@@ -141,7 +141,21 @@ class LiveFeed:
         self.position, self.position_id = tracker.position(), tracker.current_id()
         self._thread = threading.Thread(target=self._read, args=(consumer, tracker), name="live-feed-reader", daemon=True)
         self._thread.start()
+        self._keepalive = asyncio.create_task(self._wake_idle_clients())
         return self
+
+    async def _wake_idle_clients(self) -> None:
+        # One timer for all clients instead of a timeout per client and wait: the per-wait
+        # timer was a tenth of the event loop's time with hundreds of clients.
+        keepalive = self._settings.live_keepalive_seconds
+        while True:
+            await asyncio.sleep(min(1.0, keepalive / 4))
+            idle_since = time.monotonic() - keepalive
+            for channels in self._channels.values():
+                for channel in channels.values():
+                    for client in channel.clients:
+                        if client.last_sent <= idle_since:
+                            client.wake()
 
     def end_streams(self) -> None:
         """Ends every open stream: a server that is stopping waits for open responses, and an
@@ -155,6 +169,8 @@ class LiveFeed:
                     client.wake()
 
     def close(self) -> None:
+        if self._keepalive is not None:
+            self._keepalive.cancel()
         self._stopping.set()
         if self._thread is not None:
             self._thread.join(10)
@@ -206,24 +222,31 @@ class LiveFeed:
             self._loop.call_soon(self._dispatch)
 
     def _dispatch(self) -> None:
-        # Runs on the event loop, so joining, leaving and fan-out never interleave. A batch is
-        # handed out in slices of half a client buffer, with the loop turning in between: a
-        # batch larger than a buffer (after the reader was held up) then costs a client that
-        # keeps up nothing, while one that does not still loses its oldest events.
-        batch = self._batches[0]
-        if self._slice_at == 0:
-            self._admit_joining(batch)
-            self.stats.events_read += len(batch.events)
-            self.stats.records_unreadable += batch.unreadable
-        end = self._slice_at + self._slice
-        self._fan_out(batch.events[self._slice_at:end])
-        if end < len(batch.events):
-            self._slice_at = end
-            self.mid_batch = True
-        else:
+        # Runs on the event loop, so joining, leaving and fan-out never interleave. Events go
+        # out in slices of half a client buffer, with the loop turning in between: a batch
+        # larger than a buffer (after the reader was held up) then costs a client that keeps up
+        # nothing, while batches that queued up while the loop was busy go out together, so a
+        # client wakes once for all of them.
+        budget = self._slice
+        touched: list[_Channel] = []
+        while self._batches and budget > 0:
+            batch = self._batches[0]
+            if self._slice_at == 0:
+                if self._joining:
+                    self._push(touched)  # what came before the join is not the joiner's
+                    self._admit_joining(batch)
+                self.stats.events_read += len(batch.events)
+                self.stats.records_unreadable += batch.unreadable
+            end = min(len(batch.events), self._slice_at + budget)
+            self._collect(batch.events[self._slice_at:end], touched)
+            budget -= end - self._slice_at
+            if end < len(batch.events):
+                self._slice_at, self.mid_batch = end, True
+                break
             self._batches.popleft()
             self._slice_at, self.mid_batch = 0, False
             self.position, self.position_id = batch.position, batch.position_id
+        self._push(touched)
         if self._batches:
             self._loop.call_soon(self._dispatch)
 
@@ -236,18 +259,21 @@ class LiveFeed:
             if not client._joined.done():
                 client._joined.set_result(self.position)
 
-    def _fan_out(self, events: list[LiveEvent]) -> None:
-        touched: list[_Channel] = []
+    def _collect(self, events: list[LiveEvent], touched: list[_Channel]) -> None:
         for event in events:
             for channel in self._channels.get(event.project_id, {}).values():
                 if channel.filter.matches(event, event.kind):
                     if not channel.pending:
                         touched.append(channel)
                     channel.pending.append(event)
+
+    @staticmethod
+    def _push(touched: list[_Channel]) -> None:
         for channel in touched:
             for client in channel.clients:
                 client.push(channel.pending)
             channel.pending = []
+        touched.clear()
 
     def _open(self) -> tuple[Consumer, PositionTracker]:
         consumer = Consumer(consumer_config(self._settings))

@@ -7,7 +7,7 @@ therefore the whole position vector, written compactly (docs/live-feed.md):
     1~s1a.0.7f~n2b.9.0~h3.0.0~c0.0.0~a0.0.0~+s2.1
 
 `1` is the format version; each `~<code>` segment lists, partition by partition, the offset
-(base 36) of the next message not yet delivered in that topic (codes in TOPIC_CODES); a trailing
+(hexadecimal) of the next message not yet delivered in that topic (codes in TOPIC_CODES); a trailing
 `~+<code><partition>.<items>` says that of the message at that offset the first `items` events
 were delivered (a `spans` message may hold many spans). Ids are the same on every API process
 for the same position, so a client may reconnect to any of them.
@@ -20,27 +20,27 @@ from dataclasses import dataclass
 # spans, sessions, health, health.checks, alerts; one letter keeps ids short.
 TOPIC_CODES = ("s", "n", "h", "c", "a")
 FORMAT_VERSION = "1"
-_DIGITS = "0123456789abcdefghijklmnopqrstuvwxyz"
+_DIGITS = "0123456789abcdef"
 
 # (offset of the next message not fully delivered, how many of its events were delivered)
 Mark = tuple[int, int]
 Partition = tuple[str, int]  # (topic code, partition)
 
 
-def _b36(number: int) -> str:
-    if number == 0:
-        return "0"
-    digits = []
-    while number:
-        number, rest = divmod(number, 36)
-        digits.append(_DIGITS[rest])
-    return "".join(reversed(digits))
+def _hex(number: int) -> str:
+    return format(number, "x")
 
 
-def _parse_b36(text: str, what: str) -> int:
-    if not text or len(text) > 13 or any(ch not in _DIGITS for ch in text):
-        raise ValueError(f"{what} {text!r} is not a base-36 number")
-    return int(text, 36)
+def _parse_hex(text: str, what: str) -> int:
+    if not text or len(text) > 16 or any(ch not in _DIGITS for ch in text):
+        raise ValueError(f"{what} {text!r} is not a hexadecimal number")
+    return int(text, 16)
+
+
+def _segment(code: str, marks: list[Mark]) -> tuple[str, list[str]]:
+    """A topic's offsets, and its partial marks."""
+    return (code + ".".join([format(offset, "x") for offset, _ in marks]),
+            [f"+{code}{partition:x}.{items:x}" for partition, (_, items) in enumerate(marks) if items])
 
 
 @dataclass(frozen=True)
@@ -78,8 +78,8 @@ def encode_marks(marks: dict[Partition, Mark]) -> str:
             continue
         if [partition for partition, _ in offsets] != list(range(len(offsets))):
             raise ValueError(f"topic {code}: partitions must be 0..n-1")
-        segments.append(code + ".".join(_b36(offset) for _, (offset, _items) in offsets))
-        partial += [f"+{code}{_b36(partition)}.{_b36(items)}" for partition, (_, items) in offsets if items]
+        segments.append(code + ".".join(_hex(offset) for _, (offset, _items) in offsets))
+        partial += [f"+{code}{_hex(partition)}.{_hex(items)}" for partition, (_, items) in offsets if items]
     return "~".join(segments + partial)
 
 
@@ -95,45 +95,65 @@ def decode_position(text: str) -> Position:
         if segment.startswith("+"):
             code, rest = segment[1:2], segment[2:]
             partition_text, _, items_text = rest.partition(".")
-            partition = (code, _parse_b36(partition_text, "partition"))
+            partition = (code, _parse_hex(partition_text, "partition"))
             if partition not in marks:
                 raise ValueError(f"event id marks partition {partition} that it does not list")
-            marks[partition] = (marks[partition][0], _parse_b36(items_text, "item count"))
+            marks[partition] = (marks[partition][0], _parse_hex(items_text, "item count"))
             continue
         code = segment[:1]
         if code not in TOPIC_CODES:
             raise ValueError(f"event id names unknown topic code {code!r}")
         for index, offset in enumerate(segment[1:].split(".")):
-            marks[(code, index)] = (_parse_b36(offset, "offset"), 0)
+            marks[(code, index)] = (_parse_hex(offset, "offset"), 0)
     return Position(marks)
 
 
 class PositionTracker:
-    """Follows a reader through its messages and writes the id of each event it emits. The id
-    string is rebuilt only when asked for, since most messages a busy feed reads emit nothing."""
+    """Follows a reader through its messages and writes the id of each event it emits. Only
+    the segment of the topic that moved is rewritten, and only when an id is asked for, since
+    a busy feed writes an id per event."""
 
     def __init__(self, start: Position) -> None:
-        self._marks = dict(start.marks)
+        self._marks: dict[str, list[Mark]] = {}
+        for (code, partition), mark in sorted(start.marks.items()):
+            self._mark_list(code, partition)[partition] = mark
+        self._segments: dict[str, tuple[str, list[str]]] = {}
+        self._dirty = set(self._marks)
         self._id: str | None = None
+
+    def _mark_list(self, code: str, partition: int) -> list[Mark]:
+        marks = self._marks.setdefault(code, [])
+        if partition >= len(marks):
+            marks.extend([(0, 0)] * (partition + 1 - len(marks)))
+        return marks
+
+    def _set(self, code: str, partition: int, mark: Mark) -> None:
+        marks = self._mark_list(code, partition)
+        if marks[partition] != mark:
+            marks[partition] = mark
+            self._dirty.add(code)
+            self._id = None
 
     def event_id(self, code: str, partition: int, offset: int, index: int, count: int) -> str:
         """The id of event `index` of the `count` a message emits: past the message after its
         last event, else partway into it."""
-        self._marks[(code, partition)] = (offset + 1, 0) if index + 1 >= count else (offset, index + 1)
-        self._id = None
+        self._set(code, partition, (offset + 1, 0) if index + 1 >= count else (offset, index + 1))
         return self.current_id()
 
     def passed(self, code: str, partition: int, offset: int) -> None:
         """The message was read to its end (whatever it emitted)."""
-        mark = (offset + 1, 0)
-        if self._marks.get((code, partition)) != mark:
-            self._marks[(code, partition)] = mark
-            self._id = None
+        self._set(code, partition, (offset + 1, 0))
 
     def current_id(self) -> str:
         if self._id is None:
-            self._id = encode_marks(self._marks)
+            for code in self._dirty:
+                self._segments[code] = _segment(code, self._marks[code])
+            self._dirty.clear()
+            segments = [self._segments[code] for code in TOPIC_CODES if code in self._segments]
+            self._id = "~".join([FORMAT_VERSION, *(offsets for offsets, _ in segments),
+                                 *(mark for _, partial in segments for mark in partial)])
         return self._id
 
     def position(self) -> Position:
-        return Position(dict(self._marks))
+        return Position({(code, partition): mark for code, marks in self._marks.items()
+                         for partition, mark in enumerate(marks)})

@@ -96,7 +96,7 @@ async def _stream(feed: LiveFeed, client: LiveClient, resume: Position | None, k
                     yield chunk
             floor = None if start.covers(resume) else resume
         while not feed.ending:
-            events = await client.take(keepalive)
+            events = await client.take()
             if feed.ending:
                 return
             if floor is not None and feed.position.covers(floor):
