@@ -135,11 +135,10 @@ class LiveFeed:
 
     async def start(self) -> LiveFeed:
         """Starts reading at the end of every partition: a client that names no Last-Event-ID
-        gets events from the moment it connects."""
+        gets events from the moment it connects. Kafka being down does not stop the API from
+        starting (ingestion answers 503 meanwhile); the feed opens once Kafka answers."""
         self._loop = asyncio.get_running_loop()
-        consumer, tracker = await asyncio.to_thread(self._open)
-        self.position, self.position_id = tracker.position(), tracker.current_id()
-        self._thread = threading.Thread(target=self._read, args=(consumer, tracker), name="live-feed-reader", daemon=True)
+        self._thread = threading.Thread(target=self._run, name="live-feed-reader", daemon=True)
         self._thread.start()
         self._keepalive = asyncio.create_task(self._wake_idle_clients())
         return self
@@ -275,9 +274,35 @@ class LiveFeed:
             channel.pending = []
         touched.clear()
 
+    def _run(self) -> None:
+        opened = None
+        while opened is None and not self._stopping.is_set():
+            try:
+                opened = self._open()
+            except KafkaException as error:
+                log.warning("live feed: Kafka does not answer (%s); trying again in 2 s", error)
+                self._stopping.wait(2)
+        if opened is None:
+            return
+        consumer, tracker = opened
+        # Before any batch: call_soon_threadsafe keeps the order.
+        try:
+            self._loop.call_soon_threadsafe(self._opened, tracker.position(), tracker.current_id())
+        except RuntimeError:  # the loop closed while Kafka was being reached
+            consumer.close()
+            return
+        self._read(consumer, tracker)
+
+    def _opened(self, position: Position, position_id: str) -> None:
+        self.position, self.position_id = position, position_id
+
     def _open(self) -> tuple[Consumer, PositionTracker]:
         consumer = Consumer(consumer_config(self._settings))
-        metadata = consumer.list_topics(timeout=10)
+        try:
+            metadata = consumer.list_topics(timeout=2)
+        except KafkaException:
+            consumer.close()
+            raise
         assignment, marks = [], {}
         for code, topic in self.topics.items():
             if topic not in metadata.topics or metadata.topics[topic].error is not None:
