@@ -15,6 +15,12 @@ ERROR_CAP = 8 * 1024
 PAYLOAD_CAP = 128 * 1024
 PAYLOAD_FIELDS = ("input_args", "output_result", "llm_input", "llm_output")
 TOKEN_FIELDS = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_creation_tokens", "thinking_tokens")
+# What the views can hold: a span's hour of cost is a ClickHouse DateTime (1970 to 2106), and
+# token sums are UInt64. A span outside these bounds would be accepted and then never written,
+# so it is refused at the door with the reason.
+STORABLE_FROM = datetime(1970, 1, 1, tzinfo=UTC)
+STORABLE_UNTIL = datetime(2106, 1, 1, tzinfo=UTC)
+MAX_TOKENS = 10**12
 
 
 class SpanType(StrEnum):
@@ -73,16 +79,16 @@ class Span(BaseModel):
 
     started_at: datetime
     ended_at: datetime | None = None
-    latency_ms: float | None = Field(default=None, ge=0)
+    latency_ms: float | None = Field(default=None, ge=0, allow_inf_nan=False)
     status: SpanStatus = SpanStatus.success
     error: str | None = None
 
     model_id: str | None = Field(default=None, max_length=256)
-    input_tokens: int = Field(default=0, ge=0)
-    output_tokens: int = Field(default=0, ge=0)
-    cache_read_tokens: int = Field(default=0, ge=0)
-    cache_creation_tokens: int = Field(default=0, ge=0)
-    thinking_tokens: int = Field(default=0, ge=0)
+    input_tokens: int = Field(default=0, ge=0, le=MAX_TOKENS)
+    output_tokens: int = Field(default=0, ge=0, le=MAX_TOKENS)
+    cache_read_tokens: int = Field(default=0, ge=0, le=MAX_TOKENS)
+    cache_creation_tokens: int = Field(default=0, ge=0, le=MAX_TOKENS)
+    thinking_tokens: int = Field(default=0, ge=0, le=MAX_TOKENS)
     finish_reason: str | None = Field(default=None, max_length=64)
 
     input_args: str | None = None
@@ -102,7 +108,10 @@ class Span(BaseModel):
     def _utc(cls, value: datetime | None) -> datetime | None:
         if value is None:
             return None
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        if not STORABLE_FROM <= value < STORABLE_UNTIL:
+            raise ValueError(f"{value.isoformat()} is outside the storable range, 1970-01-01 to 2105-12-31 (UTC)")
+        return value
 
     @field_validator("input_args", "output_result", "llm_input", "llm_output", mode="before")
     @classmethod

@@ -126,6 +126,14 @@ class ClickHouseStore:
         with self._lock:
             self._require().insert(table, rows, column_names=list(column_names))
 
+    def insert_body_sync(self, table: str, column_names: Sequence[str], body: bytes, fmt: str,
+                         settings: dict[str, Any] | None = None) -> None:
+        """Rows already encoded in a ClickHouse input format: ClickHouse parses them in C++."""
+        if not body:
+            return
+        with self._lock:
+            self._require().raw_insert(table, list(column_names), body, settings=settings, fmt=fmt)
+
     # Asynchronous wrappers: the event loop never blocks on ClickHouse.
     async def command(self, sql: str, parameters: dict[str, Any] | None = None) -> Any:
         return await asyncio.to_thread(self.command_sync, sql, parameters)
@@ -137,3 +145,7 @@ class ClickHouseStore:
 
     async def insert(self, table: str, rows: Sequence[Sequence[Any]], column_names: Sequence[str]) -> None:
         await asyncio.to_thread(self.insert_sync, table, rows, column_names)
+
+    async def insert_body(self, table: str, column_names: Sequence[str], body: bytes, fmt: str,
+                          settings: dict[str, Any] | None = None) -> None:
+        await asyncio.to_thread(self.insert_body_sync, table, column_names, body, fmt, settings)

@@ -12,7 +12,7 @@ from api.repositories.projects import create_api_key, ensure_project, project_fo
 from spanstream.clickhouse import ClickHouseStore
 from spanstream.demo import demo_session
 from spanstream.infra import infra
-from spanstream.migrate import migrate_all
+from spanstream.migrate import migrate_all, migrate_postgres
 from spanstream.producer import make_producer, publish_spans
 from spanstream.serve import run
 from spanstream.settings import Settings
@@ -90,6 +90,8 @@ def dev(settings: Settings) -> None:
 
 
 async def create_key(settings: Settings, slug: str, role: str = "admin") -> str:
+    # The key's table may be older than this build (a new column): bring it up to date first.
+    await migrate_postgres(settings.postgres_dsn)
     pool = await asyncpg.create_pool(settings.postgres_dsn, min_size=1, max_size=2)
     try:
         project = await ensure_project(pool, slug)

@@ -12,15 +12,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from spanstream.clickhouse import ClickHouseStore
-from spanstream.insert_bodies import FORMAT, SETTINGS
+from spanstream.insert_bodies import FORMAT, INSERT_SETTINGS
 
 log = logging.getLogger(__name__)
 
 SUFFIX = "__replay"
-# Without the replacing step on insert: a fifth of each spans insert went to it, and it changes no
-# view (readers use FINAL, the MCP statistics count distinct span ids, and a view sees duplicates
-# within a block all the same, since it gets the block as inserted).
-INSERT_SETTINGS = {**SETTINGS, "optimize_on_insert": "0"}
 MCP_STATS = "mcp_server_stats"
 MCP_STATS_VIEW = "mcp_server_stats_from_spans"
 INSERT_ATTEMPTS = 5

@@ -13,6 +13,8 @@ import orjson
 
 from schemas.span import Unreadable, decode_message
 from spanstream.clickhouse import ClickHouseStore
+from spanstream.insert_bodies import encode_span_rows
+from spanstream.metrics import SPANS_DEAD_LETTERED, SPANS_FOLDED
 from spanstream.settings import Settings
 from streams.changelog import PublishedChangelogTable
 from streams.derived import DerivedPublisher
@@ -22,11 +24,13 @@ from streams.session_rows import COST_COLUMNS, HEALTH_COLUMNS, SESSION_COLUMNS, 
 from streams.session_step import fold_batch
 from streams.sessions import SessionState, dump_state, load_state, session_record
 from streams.span_batches import BadBatch, SourceMessage, unpack
-from streams.sink import ClickHouseWriter, span_row, span_writer
-from streams.topics import SESSIONS_TABLE, declare_topics
+from streams.sink import ClickHouseWriter, span_body_writer
+from streams.topics import SESSIONS_TABLE, declare_topics, rows_topic_name
 
 log = logging.getLogger(__name__)
 FRAMES_PER_INSERT = 64
+# About one body per frame: frames hold at most 1 MiB of spans, and their rows are smaller.
+ROWS_BODY_BYTES = 1024 * 1024
 
 
 def _redelivered_on_error(body: Callable[[faust.StreamT], Awaitable[None]]):
@@ -67,6 +71,7 @@ def register_fold_agents(app: faust.App, settings: Settings, prices: PriceSource
         key_type=bytes, value_type=bytes,  # bytes: the raw serializer, our JSON as is
     ))
     sessions.use_publisher(derived)
+    rows_topic = rows_topic_name(settings.spans_topic)
 
     def load(key: bytes) -> SessionState | None:
         stored = sessions.get(key)
@@ -84,6 +89,13 @@ def register_fold_agents(app: faust.App, settings: Settings, prices: PriceSource
                 for bad in unreadable:
                     await _dead_letter(topics.spans_dead_letters, settings.spans_topic, event.message.partition, item, bad)
                 decoded.append(spans)
+            # The spans-table rows, encoded here because every span was just validated: the
+            # process that owns ClickHouse then only inserts them. Same partition as the frame,
+            # durable before its offset is committed, like the records below.
+            readable = [span for spans in decoded for span in spans]
+            for body in encode_span_rows(readable, ROWS_BODY_BYTES):
+                derived.publish(rows_topic, None, body, partition=event.message.partition)
+            SPANS_FOLDED.inc(len(readable))
             batch = fold_batch(decoded, load, prices.book, rules)
             for key, state in batch.states.items():
                 if key in batch.changed:
@@ -98,28 +110,23 @@ def register_fold_agents(app: faust.App, settings: Settings, prices: PriceSource
 def register_sink_agents(app: faust.App, settings: Settings, store: ClickHouseStore) -> None:
     """The writers: spans and the derived topics into ClickHouse, each batch acked once durable."""
     topics = declare_topics(app, settings)
-    spans_out = span_writer(store)
+    spans_out = span_body_writer(store)
     sessions_out = ClickHouseWriter(store, "sessions", SESSION_COLUMNS)
     costs_out = ClickHouseWriter(store, "session_costs", COST_COLUMNS)
     health_out = ClickHouseWriter(store, "session_health", HEALTH_COLUMNS)
     batch, within = settings.sink_batch_size, settings.sink_batch_seconds
 
-    @app.agent(topics.span_batches, name="spans-to-clickhouse")
+    @app.agent(topics.span_rows, name="spans-to-clickhouse")
     @_redelivered_on_error
     async def spans_to_clickhouse(stream: faust.StreamT) -> None:
         # take_events acks a batch only after this body returns, i.e. after the insert is
         # durable: a crash before that redelivers the batch, and the replacing table dedups it.
-        # Each event is a frame of up to 1 MiB of spans: at most FRAMES_PER_INSERT of them are
-        # held at once, and as many as `within` brings make one insert. Fewer would make many
-        # small parts when spans trickle in, which slows every query over them.
+        # Each event is the fold's rows of up to a frame of spans: at most FRAMES_PER_INSERT of
+        # them are held at once, and as many as `within` brings make one insert. Fewer would make
+        # many small parts when spans trickle in, which slows every query over them.
         async for events in stream.take_events(FRAMES_PER_INSERT, within=within):
             for event in events:
-                for item in _frame_items(event):
-                    spans, _ = decode_message(item.value)  # the fold worker dead-letters the rest
-                    for span in spans:
-                        spans_out.add(span_row(span))
-                if len(spans_out) >= batch:
-                    await spans_out.flush()
+                spans_out.add(event.value)
             await spans_out.flush()
 
     @app.agent(topics.sessions, name="sessions-to-clickhouse")
@@ -164,4 +171,5 @@ async def _dead_letter(topic: faust.TopicT, source_topic: str, partition: int, i
     # force: publish now and wait for the broker's ack, before the batch's offsets are committed.
     delivery = await topic.send(force=True, key=item.key or None, value=bad.raw, headers=headers)
     await delivery
+    SPANS_DEAD_LETTERED.inc()
     log.warning("dead-lettered %s[%d]@%d: %s", source_topic, partition, item.offset, bad.reason)

@@ -5,10 +5,13 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Awaitable, Callable, Sequence
 
 from schemas.span import Span
 from spanstream.clickhouse import ClickHouseStore
+from spanstream.insert_bodies import INSERT_SETTINGS, ROWS_FORMAT
+from spanstream.metrics import SINK_BATCH_ROWS, SINK_BATCH_SECONDS, SINK_RETRIES
 
 log = logging.getLogger(__name__)
 
@@ -73,22 +76,63 @@ class ClickHouseWriter:
         if not self._rows:
             return 0
         rows = self._rows
+        started = time.perf_counter()
         try:
-            delay = 0.1
-            while True:
-                try:
-                    await self._store.insert(self.table, rows, self._columns)
-                    break
-                except Exception as error:  # noqa: BLE001 - any driver failure is retried
-                    self.retries += 1
-                    log.warning("insert of %d rows into %s failed (%s); retrying in %.1fs", len(rows), self.table, error, delay)
-                    await self._sleep(delay)
-                    delay = min(delay * 2, self._max_backoff)
+            await self._durably(lambda: self._store.insert(self.table, rows, self._columns), f"{len(rows)} rows")
         finally:
             self._rows = []
-        self.written += len(rows)
+        self._written(len(rows), started)
         return len(rows)
+
+    def _written(self, rows: int, started: float) -> None:
+        self.written += rows
+        SINK_BATCH_ROWS.labels(self.table).observe(rows)
+        SINK_BATCH_SECONDS.labels(self.table).observe(time.perf_counter() - started)
+
+    async def _durably(self, insert: Callable[[], Awaitable[None]], what: str) -> None:
+        delay = 0.1
+        while True:
+            try:
+                await insert()
+                return
+            except Exception as error:  # noqa: BLE001 - any driver failure is retried
+                self.retries += 1
+                SINK_RETRIES.labels(self.table).inc()
+                log.warning("insert of %s into %s failed (%s); retrying in %.1fs", what, self.table, error, delay)
+                await self._sleep(delay)
+                delay = min(delay * 2, self._max_backoff)
+
+
+class BodyWriter(ClickHouseWriter):
+    """The same contract for rows that arrive already encoded (spanstream/insert_bodies.py):
+    `add` takes a body, `flush` inserts the bodies buffered as one insert."""
+
+    def __init__(self, store: ClickHouseStore, table: str, columns: Sequence[str], fmt: str,
+                 settings: dict[str, str], **kwargs) -> None:
+        super().__init__(store, table, columns, **kwargs)
+        self._format = fmt
+        self._settings = settings
+
+    async def flush(self) -> int:
+        if not self._rows:
+            return 0
+        body = b"".join(self._rows)
+        started = time.perf_counter()
+        try:
+            await self._durably(
+                lambda: self._store.insert_body(self.table, self._columns, body, self._format, self._settings),
+                f"{len(body):,} bytes of rows")
+        finally:
+            self._rows = []
+        rows = body.count(b"\n")  # one row a line
+        self._written(rows, started)
+        return rows
 
 
 def span_writer(store: ClickHouseStore) -> ClickHouseWriter:
     return ClickHouseWriter(store, "spans", SPAN_COLUMNS)
+
+
+def span_body_writer(store: ClickHouseStore) -> BodyWriter:
+    """For the fold's encoded rows (spanstream/insert_bodies.py encode_span_rows)."""
+    return BodyWriter(store, "spans", SPAN_COLUMNS, ROWS_FORMAT, INSERT_SETTINGS)

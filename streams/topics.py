@@ -7,23 +7,16 @@ from dataclasses import dataclass
 import faust
 
 from spanstream.settings import Settings
+from spanstream.topic_names import batches_topic_name, dead_letter_topic_name, rows_topic_name
 
 SESSIONS_TABLE = "sessions"
-
-
-def dead_letter_topic_name(source: str) -> str:
-    return f"{source}.dlq"
-
-
-def batches_topic_name(source: str) -> str:
-    """The batcher's copy of `source`, partition for partition (streams/span_batches.py)."""
-    return f"{source}.batches"
 
 
 @dataclass(frozen=True)
 class Topics:
     spans: faust.TopicT
     span_batches: faust.TopicT
+    span_rows: faust.TopicT
     spans_dead_letters: faust.TopicT
     sessions: faust.TopicT
     health: faust.TopicT
@@ -39,6 +32,7 @@ def declare_topics(app: faust.App, settings: Settings) -> Topics:
     return Topics(
         spans=raw(settings.spans_topic),
         span_batches=raw(batches_topic_name(settings.spans_topic)),
+        span_rows=raw(rows_topic_name(settings.spans_topic)),
         spans_dead_letters=raw(dead_letter_topic_name(settings.spans_topic)),
         sessions=raw(settings.sessions_topic),
         health=raw(settings.health_topic),

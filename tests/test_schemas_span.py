@@ -50,6 +50,11 @@ def test_naive_timestamps_are_utc():
         ({"input_tokens": -1}, "input_tokens"),
         ({"status": "exploded"}, "status"),
         ({"schema_version": 2}, "schema_version 2 is not supported"),
+        # Bounds of what the views can store: such a span would be accepted, then never written.
+        ({"started_at": "1969-12-31T23:59:59Z"}, "outside the storable range"),
+        ({"ended_at": "2106-01-01T00:00:00Z"}, "outside the storable range"),
+        ({"latency_ms": "Infinity"}, "latency_ms"),
+        ({"input_tokens": 10**12 + 1}, "input_tokens"),
     ],
 )
 def test_invalid_spans_say_why(fields, reason):

@@ -21,6 +21,7 @@ from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from api.live.events import EVENT_OF_TOPIC, LiveEvent, LiveFilter, message_items, sse_frame
 from api.live.positions import Position, PositionTracker
+from spanstream.metrics import SSE_CONNECTIONS, SSE_DROPPED
 from spanstream.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -28,7 +29,8 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class LiveFeedStats:
-    """The feed's counters, in one place for an exporter (Prometheus comes with issue 6's metrics)."""
+    """The feed's counters, in one place (GET /api/live/stats); clients and drops also go to
+    Prometheus (spanstream_sse_connections, spanstream_sse_events_dropped_total)."""
 
     clients: int = 0  # connected now
     clients_rejected: int = 0  # turned away at the cap
@@ -74,6 +76,7 @@ class LiveClient:
         if overflow > 0:
             self.dropped += overflow
             self._stats.events_dropped += overflow
+            SSE_DROPPED.inc(overflow)
         self._buffer.extend(events)
         self._ready.set()
 
@@ -185,6 +188,7 @@ class LiveFeed:
             return None
         client = LiveClient(live_filter, self._settings.live_client_buffer, self.stats)
         self.stats.clients += 1
+        SSE_CONNECTIONS.inc()
         project = live_filter.project_id
         self._projects[project] = self._projects.get(project, 0) + 1
         self._project_set = frozenset(self._projects)
@@ -199,6 +203,7 @@ class LiveFeed:
 
     def leave(self, client: LiveClient) -> None:
         self.stats.clients -= 1
+        SSE_CONNECTIONS.dec()
         project = client.filter.project_id
         if client in self._joining:
             self._joining.remove(client)
