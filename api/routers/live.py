@@ -12,7 +12,7 @@ import orjson
 from fastapi import APIRouter, Header, HTTPException, Query, Request, status
 from fastapi.sse import EventSourceResponse
 
-from api.live.auth import LiveProject
+from api.live.auth import LiveCaller
 from api.live.events import EVENT_TYPES, LiveEvent, LiveFilter, sse_frame
 from api.live.feed import LiveClient, LiveFeed
 from api.live.positions import Position, decode_position
@@ -55,7 +55,7 @@ def _resume(text: str | None) -> Position | None:
 )
 async def live_events(
     request: Request,
-    project: LiveProject,
+    caller: LiveCaller,
     types: Annotated[list[str] | None, Query(description="event types to send, comma-separated or repeated; all when absent")] = None,
     agent: Annotated[str | None, Query(max_length=256, description="only events that name this agent")] = None,
     session_id: Annotated[str | None, Query(max_length=256, description="only events of this session")] = None,
@@ -63,7 +63,7 @@ async def live_events(
     resume_from: Annotated[str | None, Query(alias="last_event_id", description="as the Last-Event-ID header, for a page that reloads")] = None,
 ) -> EventSourceResponse:
     feed: LiveFeed = request.app.state.live
-    live_filter = LiveFilter(str(project.id), _kinds(types), agent or None, session_id or None)
+    live_filter = LiveFilter(str(caller.project.id), _kinds(types), agent or None, session_id or None)
     resume = _resume(last_event_id or resume_from)
     client = feed.admit(live_filter)
     if client is None:
@@ -128,5 +128,5 @@ def _behind_floor(events: list[LiveEvent], floor: Position) -> bytes:
 
 
 @router.get("/stats", summary="This API process's live feed counters: clients, events sent and dropped")
-async def live_stats(request: Request, project: LiveProject) -> dict[str, int]:
+async def live_stats(request: Request, caller: LiveCaller) -> dict[str, int]:
     return asdict(request.app.state.live.stats)
