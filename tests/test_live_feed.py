@@ -13,11 +13,12 @@ import asyncpg
 import httpx
 import pytest
 
-from api.repositories.projects import create_api_key, ensure_project
+from api.repositories.projects import create_api_key, ensure_project, project_by_ref
 from schemas.span import Span, encode_spans, session_messages
 from spanstream.kafka import ensure_topics
 from spanstream.producer import make_producer
-from tests.live_helpers import open_stream, serve_app
+from tests.live_helpers import SseStream, open_stream, serve_app
+from tests.metadata import PASSWORD, new_user, unique
 
 
 @pytest.fixture(scope="module")
@@ -276,3 +277,32 @@ def test_a_client_that_does_not_keep_up_loses_its_oldest_events_and_they_are_cou
         # The newest were kept, in order; what is missing is exactly what was counted as dropped.
         assert received == sorted(received) and set(sent[-buffer:]) <= set(received)
         assert len(received) + stats.events_dropped == len(sent)
+
+
+def test_a_logged_in_user_watches_a_project_it_belongs_to_with_the_token_in_the_url(live_settings):
+    slug, theirs = unique("live-user"), unique("live-other")
+    email = asyncio.run(new_user(live_settings, slug, role="viewer"))
+    asyncio.run(new_user(live_settings, theirs))
+    project_id = asyncio.run(_project_id(live_settings.postgres_dsn, slug))
+    topics = Topics(live_settings)
+    with serve_app(live_settings) as served:
+        token = httpx.post(f"{served.base}/api/auth/login", json={"email": email, "password": PASSWORD}).json()["token"]
+        events = f"{served.base}/api/live/events"
+        no_project = httpx.get(events, params={"api_key": token})
+        not_a_member = httpx.get(events, params={"api_key": token, "project": theirs})
+        assert no_project.status_code == 400 and "X-Project" in no_project.json()["detail"]
+        assert not_a_member.status_code == 404
+        with httpx.Client(timeout=30) as client, client.stream("GET", events, params={"api_key": token, "project": slug}) as response:
+            assert response.status_code == 200
+            stream = SseStream(response)
+            stream.next_block()
+            topics.alert(project_id, "for-the-user")
+            assert read_until(stream, {("alert", "for-the-user")}) == [("alert", "for-the-user")]
+
+
+async def _project_id(dsn: str, slug: str) -> str:
+    pool = await asyncpg.create_pool(dsn, min_size=1, max_size=1)
+    try:
+        return str((await project_by_ref(pool, slug)).id)
+    finally:
+        await pool.close()
