@@ -198,7 +198,11 @@ async def bench(args: argparse.Namespace) -> int:
                   f"events to clients so far {sum(c.events for c in clients):,}", flush=True)
         await asyncio.sleep(args.drain_seconds)
         stop.set()
-        stats = httpx.get(base + "/api/live/stats", headers={"X-API-Key": key}, timeout=10).json()
+        try:
+            async with httpx.AsyncClient(timeout=30) as http:
+                stats = (await http.get(base + "/api/live/stats", headers={"X-API-Key": key})).json()
+        except httpx.HTTPError as error:
+            stats = f"GET /api/live/stats failed: {type(error).__name__}"
         for task in tasks:
             task.cancel()
 
