@@ -99,8 +99,6 @@ async def _stream(feed: LiveFeed, client: LiveClient, resume: Position | None, k
             events = await client.take()
             if feed.ending:
                 return
-            if floor is not None and feed.position.covers(floor):
-                floor = None
             if not events:
                 if feed.mid_batch:
                     yield b": keepalive\n\n"
@@ -110,7 +108,12 @@ async def _stream(feed: LiveFeed, client: LiveClient, resume: Position | None, k
             elif floor is None:
                 yield b"".join(event.frame for event in events)
             else:
-                yield _behind_floor(events, floor)
+                frames = _behind_floor(events, floor)
+                if frames:
+                    yield frames
+                # The buffer was just emptied: whatever comes next was read past this point.
+                if feed.position.covers(floor):
+                    floor = None
     finally:
         feed.leave(client)
 
