@@ -21,7 +21,8 @@ async def _live_caller(
     x_api_key: Annotated[str | None, Header()] = None,
     authorization: Annotated[str | None, Header()] = None,
     x_project: Annotated[str | None, Header()] = None,
-    api_key: Annotated[str | None, Query(description="an API key (or login token), for clients that cannot send headers: EventSource")] = None,
+    api_key: Annotated[str | None, Query(
+        description="an API key (or login token), for clients that cannot send headers: EventSource")] = None,
     project: Annotated[str | None, Query(max_length=64, description="with a login token: the project (slug or id)")] = None,
 ) -> Caller:
     token = presented_key(x_api_key, authorization) or (api_key.strip() if api_key else None)

@@ -56,11 +56,13 @@ def _resume(text: str | None) -> Position | None:
 async def live_events(
     request: Request,
     caller: LiveCaller,
-    types: Annotated[list[str] | None, Query(description="event types to send, comma-separated or repeated; all when absent")] = None,
+    types: Annotated[list[str] | None, Query(
+        description="event types to send, comma-separated or repeated; all when absent")] = None,
     agent: Annotated[str | None, Query(max_length=256, description="only events that name this agent")] = None,
     session_id: Annotated[str | None, Query(max_length=256, description="only events of this session")] = None,
     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
-    resume_from: Annotated[str | None, Query(alias="last_event_id", description="as the Last-Event-ID header, for a page that reloads")] = None,
+    resume_from: Annotated[str | None, Query(
+        alias="last_event_id", description="as the Last-Event-ID header, for a page that reloads")] = None,
 ) -> EventSourceResponse:
     feed: LiveFeed = request.app.state.live
     live_filter = LiveFilter(str(caller.project.id), _kinds(types), agent or None, session_id or None)
@@ -68,8 +70,8 @@ async def live_events(
     client = feed.admit(live_filter)
     if client is None:
         limit = request.app.state.settings.live_max_clients
-        body = _error_event(f"this API process serves its maximum of {limit} live clients; retry later or use another instance",
-                            _REJECTED_RETRY_MS)
+        body = _error_event(f"this API process serves its maximum of {limit} live clients; "
+                            "retry later or use another instance", _REJECTED_RETRY_MS)
         return EventSourceResponse(iter([body]), headers={"Cache-Control": "no-cache"})
     keepalive = request.app.state.settings.live_keepalive_seconds
     # FastAPI's own SSE encoding (yielding ServerSentEvent) builds a model and makes one write
