@@ -306,3 +306,13 @@ async def _project_id(dsn: str, slug: str) -> str:
         return str((await project_by_ref(pool, slug)).id)
     finally:
         await pool.close()
+
+
+def test_while_kafka_cannot_be_read_a_client_gets_an_error_event_and_the_api_still_starts(live_settings):
+    _, key = new_project(live_settings.postgres_dsn)
+    with serve_app(live_settings.model_copy(update={"kafka_bootstrap": "127.0.0.1:1"})) as served:
+        with open_stream(served.base, key) as stream:
+            error = stream.next_block()
+            assert error.event == "error" and "not reading Kafka" in json.loads(error.data)["detail"]
+            assert stream.next_block() is None
+        assert served.app.state.live.stats.clients == 0
