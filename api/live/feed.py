@@ -177,10 +177,6 @@ class LiveFeed:
         if self._thread is not None:
             self._thread.join(10)
 
-    @property
-    def client_count(self) -> int:
-        return self.stats.clients
-
     def admit(self, live_filter: LiveFilter) -> LiveClient | None:
         """A new client, or None when the process already serves `live_max_clients`."""
         if self.stats.clients >= self._settings.live_max_clients:
