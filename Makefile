@@ -1,5 +1,5 @@
 # Two entry points that work on a fresh machine: `make run` and `make test`.
-# Everything they need (Python packages, Kafka's jars, PostgreSQL, docker compose) is installed on the way.
+# Everything they need (Python packages, Kafka's jars, PostgreSQL, docker compose, headless Chromium) is installed on the way.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -22,6 +22,7 @@ run: install
 ## The whole test suite against real Kafka, PostgreSQL and chdb (started and stopped by the tests).
 test: install
 	bash infra/docker-compose.sh
+	bash infra/chromium.sh
 	$(BIN)/python -m pytest
 
 infra-up: install

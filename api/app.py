@@ -9,6 +9,7 @@ import asyncpg
 from fastapi import FastAPI
 
 from api.deps import KeyCache
+from api.live.feed import LiveFeed
 from api.metrics import DeploymentCollector, HttpMetrics, Scrape
 from api.metrics import router as metrics_router
 from api.errors import install_error_handlers
@@ -17,7 +18,7 @@ from api.ratelimit import SpanRateLimiter
 from api.replay_jobs import Replayer, ReplayJobs
 from api.price_book import CachedPriceBook
 from api.reader import answer_capped_queries
-from api.routers import (admin, agents, alerts, audit, auth, costs, health, ingest, invites, keys, otlp, pricing,
+from api.routers import (admin, agents, alerts, audit, auth, costs, health, ingest, invites, keys, live, otlp, pricing,
                          projects, servers, sessions, slos, spans, sql)
 from api.validation import install_validation_handler
 from spanstream.clickhouse import ClickHouseStore
@@ -39,6 +40,9 @@ def create_app(settings: Settings, store: ClickHouseStore | None, replayer: Repl
             publisher = SpanPublisher(settings).start()
             stack.callback(publisher.close)
             app.state.publisher = publisher
+            # Reads the derived topics from their ends (api/live/feed.py).
+            app.state.live = await LiveFeed(settings).start()
+            stack.callback(app.state.live.close)
             deployment = DeploymentCollector(settings, store)
             stack.callback(deployment.close)
             app.state.scrape = Scrape(deployment)
@@ -62,6 +66,7 @@ def create_app(settings: Settings, store: ClickHouseStore | None, replayer: Repl
     app.include_router(costs.router)
     app.include_router(servers.router)
     app.include_router(admin.router)
+    app.include_router(live.router)
     app.include_router(metrics_router)
     app.add_middleware(HttpMetrics)
     install_error_handlers(app)

@@ -44,6 +44,22 @@ from streams.pricing_source import PriceBookRefresher
 log = logging.getLogger(__name__)
 
 
+def end_live_streams(app) -> None:
+    """Open live-feed streams never end by themselves, and uvicorn waits for open responses
+    before it stops: end them first (api/live/feed.py)."""
+    live = getattr(app.state, "live", None)
+    if live is not None:
+        live.end_streams()
+
+
+class _Server(uvicorn.Server):
+    def handle_exit(self, sig, frame) -> None:
+        # A signal handler: the streams are ended on the loop, where they run.
+        with contextlib.suppress(RuntimeError):
+            asyncio.get_event_loop().call_soon_threadsafe(end_live_streams, self.config.app)
+        super().handle_exit(sig, frame)
+
+
 class _ServerWithoutSignals(uvicorn.Server):
     # The worker owns SIGINT/SIGTERM and stops this server as one of its services.
     def capture_signals(self):
@@ -67,6 +83,7 @@ class ApiServer(mode.Service):
     def __init__(self, app, host: str, port: int, access_log: bool = False, **kwargs) -> None:
         super().__init__(**kwargs)
         self._socket = bind_socket(host, port)
+        self._app = app
         self._server = _ServerWithoutSignals(uvicorn.Config(app, log_level="info", lifespan="on", access_log=access_log))
         self._task: asyncio.Task | None = None
 
@@ -78,6 +95,7 @@ class ApiServer(mode.Service):
             await asyncio.sleep(0.05)
 
     async def on_stop(self) -> None:
+        end_live_streams(self._app)
         self._server.should_exit = True
         if self._task is not None:
             with contextlib.suppress(BaseException):
@@ -253,6 +271,6 @@ def run_ingest(settings: Settings) -> None:
         access_log=settings.api_access_log,
     )
     try:
-        uvicorn.Server(config).run(sockets=[sock])
+        _Server(config).run(sockets=[sock])
     except KeyboardInterrupt:
         pass  # uvicorn re-raises the Ctrl-C it already handled by shutting down gracefully

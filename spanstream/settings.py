@@ -36,6 +36,10 @@ class Settings(BaseSettings):
     spans_ttl_days: int = Field(default=90, ge=1)
     sessions_topic: str = "sessions"
     health_topic: str = "health"
+    # MCP server health check results and fired alerts: JSON records with a `project_id`, relayed
+    # by the live feed as `health:check` and `alert` (docs/live-feed.md).
+    health_checks_topic: str = "health.checks"
+    alerts_topic: str = "alerts"
     # Health rules (docs/health-tags.md).
     loop_threshold: int = Field(default=3, ge=2)
     # Session budgets, JSON: {"<project id>": {"tokens": 100000, "usd": 2.5},
@@ -53,6 +57,17 @@ class Settings(BaseSettings):
     # How long a request waits for the broker's ack before answering 503.
     ingest_ack_timeout_seconds: float = Field(default=10, gt=0)
     api_access_log: bool = False
+    # Live feed (GET /api/live/events, docs/live-feed.md). A keepalive comment goes to an idle
+    # client this often, so proxies do not close the connection.
+    live_keepalive_seconds: float = Field(default=15.0, gt=0)
+    # Per API process; the next client gets an `error` event and the stream closes.
+    live_max_clients: int = Field(default=1000, ge=1)
+    # Events waiting for one slow client; past this its oldest are dropped (and counted).
+    live_client_buffer: int = Field(default=200, ge=1)
+    # The feed's reader hands events to clients at most this often: each client's task then
+    # wakes once per interval, not once per event, which is what lets one process serve a
+    # thousand clients at a thousand events a second.
+    live_flush_seconds: float = Field(default=0.05, gt=0, le=1)
     # Caps on every query the read endpoints run, so one expensive request (a year-long window,
     # a huge session) answers 503/504 instead of starving every other caller of the one store.
     query_max_execution_seconds: float = Field(default=10.0, gt=0)

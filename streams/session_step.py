@@ -57,7 +57,9 @@ def apply_spans(
     if state.tag_version:
         change = {"project_id": state.project_id, "session_id": state.session_id, "version": state.tag_version,
                   "health_tag": state.health_tag, "previous_tag": state.previous_tag,
-                  "at": from_us(state.tag_at_us).isoformat()}
+                  "at": from_us(state.tag_at_us).isoformat(),
+                  # Lets a reader of the health topic alone (the live feed's agent filter) tell whose session it is.
+                  "agents": sorted(state.agents)}
     return Step(record, change, changed)
 
 

@@ -20,6 +20,8 @@ class Topics:
     spans_dead_letters: faust.TopicT
     sessions: faust.TopicT
     health: faust.TopicT
+    health_checks: faust.TopicT
+    alerts: faust.TopicT
 
 
 def declare_topics(app: faust.App, settings: Settings) -> Topics:
@@ -34,4 +36,6 @@ def declare_topics(app: faust.App, settings: Settings) -> Topics:
         spans_dead_letters=raw(dead_letter_topic_name(settings.spans_topic)),
         sessions=raw(settings.sessions_topic),
         health=raw(settings.health_topic),
+        health_checks=raw(settings.health_checks_topic),
+        alerts=raw(settings.alerts_topic),
     )

@@ -1,0 +1,1 @@
+"""The SSE live feed, `GET /api/live/events` (docs/live-feed.md)."""

@@ -1,0 +1,385 @@
+"""The live feed of one API process: one reader of the derived topics, fanned out to every SSE client.
+
+Each process reads every partition itself, from its own position (assigned, never a consumer
+group, nothing committed), so any number of API processes each serve every event and need no
+Redis between them. The reader runs on a thread (confluent-kafka) and hands the event loop one
+batch per `live_flush_seconds`; clients with equal filters share a channel, so the work per
+event does not grow with the number of clients, and each client's task wakes once per batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+import uuid
+from collections import deque
+from dataclasses import dataclass, field
+
+from confluent_kafka import Consumer, KafkaException, TopicPartition
+
+from api.live.events import EVENT_OF_TOPIC, LiveEvent, LiveFilter, message_items, sse_frame
+from api.live.positions import Position, PositionTracker
+from spanstream.metrics import SSE_CONNECTIONS, SSE_DROPPED
+from spanstream.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class LiveFeedStats:
+    """The feed's counters, in one place (GET /api/live/stats); clients and drops also go to
+    Prometheus (spanstream_sse_connections, spanstream_sse_events_dropped_total)."""
+
+    clients: int = 0  # connected now
+    clients_rejected: int = 0  # turned away at the cap
+    events_read: int = 0  # events the reader found for a connected project
+    events_sent: int = 0  # events handed to clients (one per client)
+    events_dropped: int = 0  # oldest events dropped from a slow client's full buffer
+    events_resent: int = 0  # events read back for clients resuming with Last-Event-ID
+    records_unreadable: int = 0
+
+
+def topics_by_code(settings: Settings) -> dict[str, str]:
+    return {"s": settings.spans_topic, "n": settings.sessions_topic, "h": settings.health_topic,
+            "c": settings.health_checks_topic, "a": settings.alerts_topic}
+
+
+def consumer_config(settings: Settings, **overrides) -> dict:
+    return {
+        "bootstrap.servers": settings.kafka_bootstrap,
+        # Required by the client but unused: partitions are assigned, no offset is committed.
+        "group.id": f"spanstream-live-{uuid.uuid4().hex}",
+        "enable.auto.commit": False,
+        "auto.offset.reset": "earliest",
+        "fetch.wait.max.ms": 20,
+        **overrides,
+    }
+
+
+class LiveClient:
+    """One connected stream: its filter and its bounded buffer of events not yet sent."""
+
+    def __init__(self, live_filter: LiveFilter, buffer: int, stats: LiveFeedStats) -> None:
+        self.filter = live_filter
+        self.dropped = 0
+        self.start: Position | None = None  # the feed's position when this client joined
+        self.last_sent = time.monotonic()
+        self._buffer: deque[LiveEvent] = deque(maxlen=buffer)
+        self._ready = asyncio.Event()
+        self._joined: asyncio.Future[Position] = asyncio.get_running_loop().create_future()
+        self._stats = stats
+
+    def push(self, events: list[LiveEvent]) -> None:
+        overflow = len(self._buffer) + len(events) - self._buffer.maxlen
+        if overflow > 0:
+            self.dropped += overflow
+            self._stats.events_dropped += overflow
+            SSE_DROPPED.inc(overflow)
+        self._buffer.extend(events)
+        self._ready.set()
+
+    def wake(self) -> None:
+        self._ready.set()
+
+    async def take(self) -> list[LiveEvent]:
+        """Everything buffered, waiting for something; [] when woken with nothing (time for a
+        keepalive, or the feed is ending)."""
+        if not self._buffer:
+            self._ready.clear()
+            await self._ready.wait()
+        events = list(self._buffer)
+        self._buffer.clear()
+        self._stats.events_sent += len(events)
+        self.last_sent = time.monotonic()
+        return events
+
+
+@dataclass
+class _Channel:
+    filter: LiveFilter
+    clients: list[LiveClient] = field(default_factory=list)
+    pending: list[LiveEvent] = field(default_factory=list)
+
+
+@dataclass
+class _Batch:
+    events: list[LiveEvent]
+    projects: frozenset[str]  # the projects the reader decoded this batch for
+    position: Position
+    position_id: str
+    unreadable: int
+
+
+class LiveFeed:
+    def __init__(self, settings: Settings) -> None:
+        self.stats = LiveFeedStats()
+        self.topics = topics_by_code(settings)
+        self._settings = settings
+        self._codes = {topic: code for code, topic in self.topics.items()}
+        self._channels: dict[str, dict[LiveFilter, _Channel]] = {}
+        self._joining: list[LiveClient] = []
+        self._projects: dict[str, int] = {}
+        # Read by the reader thread at each batch; replaced, never mutated, so it reads whole sets.
+        self._project_set: frozenset[str] = frozenset()
+        self.position = Position({})
+        self.position_id = ""
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.ending = False
+        self._keepalive: asyncio.Task | None = None
+        self._batches: deque[_Batch] = deque()
+        self._slice = max(1, settings.live_client_buffer // 2)
+        self._slice_at = 0
+        # True while a batch is half handed out: the feed's position then is no client's.
+        self.mid_batch = False
+
+    async def start(self) -> LiveFeed:
+        """Starts reading at the end of every partition: a client that names no Last-Event-ID
+        gets events from the moment it connects. Kafka being down does not stop the API from
+        starting (ingestion answers 503 meanwhile); the feed opens once Kafka answers."""
+        self._loop = asyncio.get_running_loop()
+        self._thread = threading.Thread(target=self._run, name="live-feed-reader", daemon=True)
+        self._thread.start()
+        self._keepalive = asyncio.create_task(self._wake_idle_clients())
+        return self
+
+    async def _wake_idle_clients(self) -> None:
+        # One timer for all clients instead of a timeout per client and wait: the per-wait
+        # timer was a tenth of the event loop's time with hundreds of clients.
+        keepalive = self._settings.live_keepalive_seconds
+        while True:
+            await asyncio.sleep(min(1.0, keepalive / 4))
+            idle_since = time.monotonic() - keepalive
+            for channels in self._channels.values():
+                for channel in channels.values():
+                    for client in channel.clients:
+                        if client.last_sent <= idle_since:
+                            client.wake()
+
+    def end_streams(self) -> None:
+        """Ends every open stream: a server that is stopping waits for open responses, and an
+        SSE response never ends by itself. Clients reconnect elsewhere with their last id."""
+        self.ending = True
+        for client in self._joining:
+            client.wake()
+        for channels in self._channels.values():
+            for channel in channels.values():
+                for client in channel.clients:
+                    client.wake()
+
+    def close(self) -> None:
+        if self._keepalive is not None:
+            self._keepalive.cancel()
+        self._stopping.set()
+        if self._thread is not None:
+            self._thread.join(10)
+
+    def admit(self, live_filter: LiveFilter) -> LiveClient | None:
+        """A new client, or None when the process already serves `live_max_clients`."""
+        if self.stats.clients >= self._settings.live_max_clients:
+            self.stats.clients_rejected += 1
+            return None
+        client = LiveClient(live_filter, self._settings.live_client_buffer, self.stats)
+        self.stats.clients += 1
+        SSE_CONNECTIONS.inc()
+        project = live_filter.project_id
+        self._projects[project] = self._projects.get(project, 0) + 1
+        self._project_set = frozenset(self._projects)
+        self._joining.append(client)
+        return client
+
+    async def join(self, client: LiveClient, timeout: float = 10.0) -> Position:
+        """Waits for the first batch the reader decoded with the client's project in mind; the
+        client gets every event from there on, and the position before it is returned."""
+        async with asyncio.timeout(timeout):
+            return await asyncio.shield(client._joined)
+
+    def leave(self, client: LiveClient) -> None:
+        self.stats.clients -= 1
+        SSE_CONNECTIONS.dec()
+        project = client.filter.project_id
+        if client in self._joining:
+            self._joining.remove(client)
+        channels = self._channels.get(project, {})
+        channel = channels.get(client.filter)
+        if channel is not None and client in channel.clients:
+            channel.clients.remove(client)
+            if not channel.clients:
+                del channels[client.filter]
+                if not channels:
+                    del self._channels[project]
+        self._projects[project] -= 1
+        if not self._projects[project]:
+            del self._projects[project]
+        self._project_set = frozenset(self._projects)
+
+    def _enqueue(self, batch: _Batch) -> None:
+        self._batches.append(batch)
+        if len(self._batches) == 1:
+            self._loop.call_soon(self._dispatch)
+
+    def _dispatch(self) -> None:
+        # Runs on the event loop, so joining, leaving and fan-out never interleave. Events go
+        # out in slices of half a client buffer, with the loop turning in between: a batch
+        # larger than a buffer (after the reader was held up) then costs a client that keeps up
+        # nothing, while batches that queued up while the loop was busy go out together, so a
+        # client wakes once for all of them.
+        budget = self._slice
+        touched: list[_Channel] = []
+        while self._batches and budget > 0:
+            batch = self._batches[0]
+            if self._slice_at == 0:
+                if self._joining:
+                    self._push(touched)  # what came before the join is not the joiner's
+                    self._admit_joining(batch)
+                self.stats.events_read += len(batch.events)
+                self.stats.records_unreadable += batch.unreadable
+            end = min(len(batch.events), self._slice_at + budget)
+            self._collect(batch.events[self._slice_at:end], touched)
+            budget -= end - self._slice_at
+            if end < len(batch.events):
+                self._slice_at, self.mid_batch = end, True
+                break
+            self._batches.popleft()
+            self._slice_at, self.mid_batch = 0, False
+            self.position, self.position_id = batch.position, batch.position_id
+        self._push(touched)
+        if self._batches:
+            self._loop.call_soon(self._dispatch)
+
+    def _admit_joining(self, batch: _Batch) -> None:
+        for client in [c for c in self._joining if c.filter.project_id in batch.projects]:
+            self._joining.remove(client)
+            client.start = self.position
+            channels = self._channels.setdefault(client.filter.project_id, {})
+            channels.setdefault(client.filter, _Channel(client.filter)).clients.append(client)
+            if not client._joined.done():
+                client._joined.set_result(self.position)
+
+    def _collect(self, events: list[LiveEvent], touched: list[_Channel]) -> None:
+        for event in events:
+            for channel in self._channels.get(event.project_id, {}).values():
+                if channel.filter.matches(event, event.kind):
+                    if not channel.pending:
+                        touched.append(channel)
+                    channel.pending.append(event)
+
+    @staticmethod
+    def _push(touched: list[_Channel]) -> None:
+        for channel in touched:
+            for client in channel.clients:
+                client.push(channel.pending)
+            channel.pending = []
+        touched.clear()
+
+    def _run(self) -> None:
+        opened = None
+        while opened is None and not self._stopping.is_set():
+            try:
+                opened = self._open()
+            except KafkaException as error:
+                log.warning("live feed: Kafka does not answer (%s); trying again in 2 s", error)
+                self._stopping.wait(2)
+        if opened is None:
+            return
+        consumer, tracker = opened
+        # Before any batch: call_soon_threadsafe keeps the order.
+        try:
+            self._loop.call_soon_threadsafe(self._opened, tracker.position(), tracker.current_id())
+        except RuntimeError:  # the loop closed while Kafka was being reached
+            consumer.close()
+            return
+        self._read(consumer, tracker)
+
+    def _opened(self, position: Position, position_id: str) -> None:
+        self.position, self.position_id = position, position_id
+
+    def _open(self) -> tuple[Consumer, PositionTracker]:
+        consumer = Consumer(consumer_config(self._settings))
+        try:
+            metadata = consumer.list_topics(timeout=2)
+        except KafkaException:
+            consumer.close()
+            raise
+        assignment, marks = [], {}
+        for code, topic in self.topics.items():
+            if topic not in metadata.topics or metadata.topics[topic].error is not None:
+                log.warning("live feed: topic %s does not exist; its events are not relayed", topic)
+                continue
+            for partition in sorted(metadata.topics[topic].partitions):
+                high = _end_offset(consumer, TopicPartition(topic, partition))
+                assignment.append(TopicPartition(topic, partition, high))
+                marks[(code, partition)] = (high, 0)
+        consumer.assign(assignment)
+        return consumer, PositionTracker(Position(marks))
+
+    def _read(self, consumer: Consumer, tracker: PositionTracker) -> None:
+        flush = self._settings.live_flush_seconds
+        last_projects: frozenset[str] | None = None
+        try:
+            while not self._stopping.is_set():
+                try:
+                    messages = consumer.consume(num_messages=5000, timeout=flush)
+                except KafkaException as error:
+                    log.warning("live feed: reading failed (%s); retrying", error)
+                    continue
+                projects = self._project_set
+                if not messages and projects is last_projects:
+                    continue
+                last_projects = projects
+                try:
+                    events, unreadable = read_events(messages, self._codes, projects, tracker)
+                except Exception:  # noqa: BLE001 - one bad batch must not end the feed
+                    log.exception("live feed: a batch could not be read; its events are skipped")
+                    events, unreadable = [], len(messages)
+                    for message in messages:
+                        if message.error() is None:
+                            tracker.passed(self._codes[message.topic()], message.partition(), message.offset())
+                batch = _Batch(events, projects, tracker.position(), tracker.current_id(), unreadable)
+                self._loop.call_soon_threadsafe(self._enqueue, batch)
+        except RuntimeError:  # the loop closed under us at shutdown
+            pass
+        finally:
+            consumer.close()
+
+
+def _end_offset(consumer: Consumer, partition: TopicPartition, attempts: int = 40) -> int:
+    # A topic created a moment ago has no leader yet for a second or two.
+    for attempt in range(attempts):
+        try:
+            return consumer.get_watermark_offsets(partition, timeout=10)[1]
+        except KafkaException:
+            if attempt + 1 == attempts:
+                raise
+            time.sleep(0.25)
+    raise AssertionError("unreachable")
+
+
+def read_events(messages, codes: dict[str, str], projects, tracker: PositionTracker,
+                live_filter: LiveFilter | None = None, skip: dict | None = None) -> tuple[list[LiveEvent], int]:
+    """Events of `messages` for `projects`, each with its id; the tracker moves past every message.
+    `live_filter` keeps only what one client wants; `skip` maps a partition to the mark up to
+    which its events were delivered already (the message a resumed id points into)."""
+    events, unreadable = [], 0
+    for message in messages:
+        if message.error() is not None:
+            continue
+        code, partition, offset = codes[message.topic()], message.partition(), message.offset()
+        kind = EVENT_OF_TOPIC[code]
+        items, bad = message_items(code, message.value(), projects)
+        unreadable += bad
+        seen = skip.get((code, partition)) if skip else None
+        for item in items:
+            if seen is not None and (offset, item.index) < seen:
+                continue
+            if live_filter is not None and not live_filter.matches(item, kind):
+                continue
+            event_id = tracker.event_id(code, partition, offset, item.index, item.count)
+            events.append(LiveEvent(kind, item.project_id, item.session_id, item.agents, event_id, code,
+                                    partition, offset, item.index, item.count, item.data,
+                                    sse_frame(kind, event_id, item.data)))
+        tracker.passed(code, partition, offset)
+    return events, unreadable
