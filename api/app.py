@@ -12,7 +12,7 @@ from api.deps import KeyCache
 from api.publisher import SpanPublisher
 from api.ratelimit import SpanRateLimiter
 from api.replay_jobs import Replayer, ReplayJobs
-from api.routers import admin, health, ingest, otlp, sessions, spans
+from api.routers import admin, health, ingest, mcp_servers, otlp, sessions, spans
 from spanstream.clickhouse import ClickHouseStore
 from spanstream.settings import Settings
 
@@ -47,4 +47,5 @@ def create_app(settings: Settings, store: ClickHouseStore | None, replayer: Repl
     app.include_router(spans.router)
     app.include_router(sessions.router)
     app.include_router(admin.router)
+    app.include_router(mcp_servers.router)
     return app

@@ -36,6 +36,9 @@ class Settings(BaseSettings):
     spans_ttl_days: int = Field(default=90, ge=1)
     sessions_topic: str = "sessions"
     health_topic: str = "health"
+    # MCP server health check results: JSON records with a `project_id`, relayed by the live feed
+    # as `health:check` (docs/health-checks.md).
+    health_checks_topic: str = "health.checks"
     # Health rules (docs/health-tags.md).
     loop_threshold: int = Field(default=3, ge=2)
     # Session budgets, JSON: {"<project id>": {"tokens": 100000, "usd": 2.5},
@@ -53,6 +56,21 @@ class Settings(BaseSettings):
     # How long a request waits for the broker's ack before answering 503.
     ingest_ack_timeout_seconds: float = Field(default=10, gt=0)
     api_access_log: bool = False
+    # MCP health checks (docs/health-checks.md). `spanstream serve` runs a prober unless this is
+    # off; `spanstream probe` runs one alone. Servers are split into `probe_shards` by a hash of
+    # project and name; a prober probes the shards whose PostgreSQL advisory lock it holds, so two
+    # probers never probe one server, and a standby takes over a shard whose prober died.
+    probe_in_serve: bool = True
+    # A stdio server is a command the prober runs on its own host; registering one needs the
+    # admin role. Off: none can be registered and the prober skips those already registered.
+    probe_stdio: bool = True
+    probe_shards: int = Field(default=1, ge=1, le=1024)
+    # Unset: take any shard that is free; set: only this one (0 .. probe_shards - 1).
+    probe_shard: int | None = Field(default=None, ge=0)
+    # How often the prober rereads the registered servers and tries to take free shards.
+    probe_refresh_seconds: float = Field(default=10.0, gt=0)
+    # Probes in flight at once per prober: each may hold a child process or a connection.
+    probe_concurrency: int = Field(default=16, ge=1, le=1024)
     # Operator work through the API (a replay on the embedded store); unset: a token the server
     # keeps in data_dir/operator-token (spanstream/operator.py).
     operator_token: str | None = None
