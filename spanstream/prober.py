@@ -34,8 +34,12 @@ from spanstream.settings import Settings
 
 log = logging.getLogger(__name__)
 
-# pg_try_advisory_lock(class, shard): the class keeps these locks apart from anyone else's.
-_LOCK_CLASS = 0x4D435050  # "MCPP"
+
+
+def lock_class(topic: str) -> int:
+    """pg_try_advisory_lock(class, shard)'s class: probers publishing to one topic are one
+    deployment, which probes each server once; a deployment on another topic has its own locks."""
+    return int.from_bytes(hashlib.sha256(f"spanstream-probe:{topic}".encode()).digest()[:4], "big", signed=True)
 
 
 def shard_of(server_key: str, shards: int) -> int:
@@ -59,8 +63,9 @@ async def load_servers(pool: asyncpg.Pool) -> list[McpServer]:
 class ShardLocks:
     """The shards this prober owns, as advisory locks held on one dedicated connection."""
 
-    def __init__(self, dsn: str, shards: int, only: int | None) -> None:
+    def __init__(self, dsn: str, topic: str, shards: int, only: int | None) -> None:
         self._dsn = dsn
+        self._class = lock_class(topic)
         self._wanted = [only] if only is not None else list(range(shards))
         self._connection: asyncpg.Connection | None = None
         self.held: set[int] = set()
@@ -74,7 +79,7 @@ class ShardLocks:
             await self._connection.fetchval("SELECT 1", timeout=10)
             for shard in self._wanted:
                 if shard not in self.held and await self._connection.fetchval(
-                        "SELECT pg_try_advisory_lock($1, $2)", _LOCK_CLASS, shard, timeout=10):
+                        "SELECT pg_try_advisory_lock($1, $2)", self._class, shard, timeout=10):
                     self.held.add(shard)
                     log.info("prober took MCP probe shard %d", shard)
         except (OSError, asyncio.TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
@@ -128,7 +133,8 @@ class Prober:
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
         self.name = f"{socket.gethostname()}:{os.getpid()}"
-        self._locks = ShardLocks(settings.postgres_dsn, settings.probe_shards, settings.probe_shard)
+        self._locks = ShardLocks(settings.postgres_dsn, settings.health_checks_topic, settings.probe_shards,
+                                 settings.probe_shard)
         self._servers: dict[str, McpServer] = {}
         self._due: dict[str, float] = {}
         self._in_flight: dict[str, asyncio.Task] = {}

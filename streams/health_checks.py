@@ -9,12 +9,15 @@ replacing tables collapse them). The pure fold is streams/health_check_state.py.
 
 from __future__ import annotations
 
+import functools
 import logging
+import weakref
 from datetime import datetime
 from typing import Any
 
 import faust
 import orjson
+from faust.streams import _current_event
 
 from spanstream.clickhouse import ClickHouseStore
 from spanstream.kafka import HEALTH_STATE_TABLE
@@ -88,29 +91,21 @@ def decode_check(value: bytes | None) -> dict[str, Any] | None:
     return check
 
 
-class _PartitionedTable(faust.Table):
-    """Writes made after the batch's rows are durable, outside the event they came from, name
-    the changelog partition of that event (the partition of the server's checks)."""
-
-    _write_partition: int | None = None
-
-    def set_in_partition(self, key: bytes, value: bytes, partition: int) -> None:
-        self._write_partition = partition
-        try:
-            self[key] = value
-        finally:
-            self._write_partition = None
-
-    def partition_for_key(self, key: Any) -> int | None:
-        if self._write_partition is not None:
-            return self._write_partition
-        return super().partition_for_key(key)
+def _in_event(event, write) -> None:
+    # A table write goes to the changelog partition and the store of the *current* event, which
+    # Faust takes from a context variable; these writes come after the batch's rows are durable,
+    # outside the event that carried the check, so name that event for them.
+    token = _current_event.set(weakref.ref(event))
+    try:
+        write()
+    finally:
+        _current_event.reset(token)
 
 
 def register_health_check_agents(app: faust.App, settings: Settings, store: ClickHouseStore) -> None:
     """Checks history, drift and status-change events, and each server's latest state."""
     checks_topic = app.topic(settings.health_checks_topic, key_serializer="raw", value_serializer="raw")
-    states = app.tables.add(_PartitionedTable(
+    states = app.tables.add(faust.Table(
         app, name=HEALTH_STATE_TABLE, beacon=app.tables.beacon, partitions=settings.spans_partitions,
         key_type=bytes, value_type=bytes,
     ))
@@ -122,7 +117,7 @@ def register_health_check_agents(app: faust.App, settings: Settings, store: Clic
     @_redelivered_on_error
     async def health_checks_to_clickhouse(stream: faust.StreamT) -> None:
         async for batch in stream.take_events(settings.sink_batch_size, within=settings.sink_batch_seconds):
-            changed: dict[bytes, tuple[dict, int, dict]] = {}
+            changed: dict[bytes, tuple[dict, faust.EventT, dict]] = {}
             for event in batch:
                 check = decode_check(event.value)
                 if check is None:
@@ -141,11 +136,11 @@ def register_health_check_agents(app: faust.App, settings: Settings, store: Clic
                 for item in derived:
                     events_out.add(event_row(item))
                 if new_state is not state:
-                    changed[key] = (new_state, event.message.partition, check)
+                    changed[key] = (new_state, event, check)
             for new_state, _, check in changed.values():
                 latest.add(latest_row(check, new_state["last"]))
             await history.flush()
             await events_out.flush()
             await latest.flush()
-            for key, (new_state, partition, _) in changed.items():
-                states.set_in_partition(key, orjson.dumps(new_state), partition)
+            for key, (new_state, event, _) in changed.items():
+                _in_event(event, functools.partial(states.__setitem__, key, orjson.dumps(new_state)))

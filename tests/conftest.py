@@ -78,6 +78,7 @@ def settings(tmp_path_factory, postgres_dsn) -> Settings:
         spans_topic=f"spans-test-{suffix}",
         sessions_topic=f"sessions-test-{suffix}",
         health_topic=f"health-test-{suffix}",
+        health_checks_topic=f"health-checks-test-{suffix}",
         worker_id=f"spanstream-test-{suffix}",
         spans_partitions=3,
         api_port=free_port(),

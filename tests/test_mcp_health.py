@@ -1,0 +1,303 @@
+"""MCP server health checks end to end: real MCP servers (the SDK's own, tests/mcp_test_server.py)
+probed by the prober inside a real `spanstream serve`, through `health.checks`, the sink and
+ClickHouse, read back from the API as a user would."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import asyncpg
+import httpx
+import pytest
+
+from api.repositories.projects import create_api_key, ensure_project
+from spanstream.prober import ShardLocks
+from tests.conftest import free_port
+from tests.processes import start_spanstream
+from tests.test_kafka import consume
+
+SERVER_SCRIPT = str(Path(__file__).with_name("mcp_test_server.py"))
+# Every stdio probe starts a Python process that imports the SDK: seconds on a loaded machine.
+STDIO_TIMEOUT = 30
+SLOW_OK_MS = 120_000  # no test here is about `degraded`: judge() is tested on plain values
+
+
+@pytest.fixture(scope="module")
+def serve(settings, tmp_path_factory):
+    data_dir = tmp_path_factory.mktemp("mcp-serve")
+    suffix = uuid.uuid4().hex[:6]
+    topics = {"health_checks": f"{settings.health_checks_topic}-{suffix}"}
+    port = free_port()
+    running = start_spanstream("serve", {
+        "SPANSTREAM_DATA_DIR": str(data_dir),
+        "SPANSTREAM_POSTGRES_DSN": settings.postgres_dsn,
+        "SPANSTREAM_SPANS_TOPIC": f"{settings.spans_topic}-{suffix}",
+        "SPANSTREAM_SESSIONS_TOPIC": f"{settings.sessions_topic}-{suffix}",
+        "SPANSTREAM_HEALTH_TOPIC": f"{settings.health_topic}-{suffix}",
+        "SPANSTREAM_HEALTH_CHECKS_TOPIC": topics["health_checks"],
+        "SPANSTREAM_WORKER_ID": f"{settings.worker_id}-{suffix}",
+        "SPANSTREAM_SPANS_PARTITIONS": str(settings.spans_partitions),
+        "SPANSTREAM_API_PORT": str(port),
+        "SPANSTREAM_SINK_BATCH_SECONDS": "0.2",
+        "SPANSTREAM_PROBE_REFRESH_SECONDS": "0.5",
+    }, port, data_dir / "serve.log")
+    yield {"base": running.base, "topic": topics["health_checks"], "log": running.log}
+    assert running.stop() == 0, running.log.read_text()[-3000:]
+
+
+async def _project_keys(dsn: str) -> tuple[str, dict[str, str]]:
+    pool = await asyncpg.create_pool(dsn, min_size=1, max_size=1)
+    try:
+        project = await ensure_project(pool, f"mcp-{uuid.uuid4().hex[:8]}")
+        keys = {role: await create_api_key(pool, project.id, role, role) for role in ("admin", "member", "viewer")}
+        return str(project.id), keys
+    finally:
+        await pool.close()
+
+
+@pytest.fixture
+def project(settings):
+    project_id, keys = asyncio.run(_project_keys(settings.postgres_dsn))
+    return {"id": project_id, "keys": keys, "admin": {"X-API-Key": keys["admin"]}}
+
+
+def _tools_file(tmp_path: Path, tools: list[dict]) -> Path:
+    path = tmp_path / f"tools-{uuid.uuid4().hex[:6]}.json"
+    path.write_text(json.dumps(tools))
+    return path
+
+
+def _stdio(name: str, tools_file: Path, *extra: str, **fields) -> dict:
+    return {"name": name, "transport": "stdio", "command": sys.executable,
+            "args": [SERVER_SCRIPT, "stdio", "--tools", str(tools_file), *extra],
+            "interval_seconds": 2, "timeout_seconds": STDIO_TIMEOUT, "degraded_after_ms": SLOW_OK_MS, **fields}
+
+
+def _register(serve, project, body: dict) -> dict:
+    response = httpx.post(f"{serve['base']}/api/mcp/servers", json=body, headers=project["admin"])
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def _server(serve, project, name: str) -> dict:
+    response = httpx.get(f"{serve['base']}/api/mcp/servers/{name}", headers=project["admin"])
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def _wait(what: str, probe, timeout: float = 90.0, log: Path | None = None):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = probe()
+        if found:
+            return found
+        time.sleep(0.3)
+    tail = log.read_text()[-3000:] if log else ""
+    pytest.fail(f"{what} did not happen within {timeout:g} s\n{tail}")
+
+
+def _checks(serve, project, name: str, **params) -> dict:
+    response = httpx.get(f"{serve['base']}/api/mcp/servers/{name}/checks", params=params, headers=project["admin"])
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def _events(serve, project, name: str, **params) -> list[dict]:
+    response = httpx.get(f"{serve['base']}/api/mcp/servers/{name}/events", params=params, headers=project["admin"])
+    assert response.status_code == 200, response.text
+    return response.json()["items"]
+
+
+def _latest_is(serve, project, name: str, status: str):
+    def check():
+        latest = _server(serve, project, name)["latest"]
+        return latest if latest and latest["status"] == status else None
+    return check
+
+
+def test_a_stdio_server_is_up_with_its_tools_and_history(settings, serve, project, tmp_path):
+    tools = [{"name": "search", "description": "Search the docs", "params": ["query"]},
+             {"name": "fetch", "params": ["url"]}]
+    _register(serve, project, _stdio("docs", _tools_file(tmp_path, tools)))
+
+    latest = _wait("docs up", _latest_is(serve, project, "docs", "up"), log=serve["log"])
+    assert latest["tool_count"] == 2 and latest["error"] == "" and latest["latency_ms"] > 0
+    listed = httpx.get(f"{serve['base']}/api/mcp/servers", headers={"X-API-Key": project["keys"]["viewer"]}).json()
+    assert [(item["name"], item["latest"]["status"]) for item in listed["items"]] == [("docs", "up")]
+
+    page = _wait("two checks", lambda: (p := _checks(serve, project, "docs")) and len(p["items"]) >= 2 and p)
+    newest = page["items"][0]
+    assert newest["status"] == "up" and sorted(newest["tool_names"]) == ["fetch", "search"]
+    assert newest["checked_at"] > page["items"][1]["checked_at"]
+    assert newest["protocol_version"] and newest["transport"] == "stdio"
+
+    # Paging one check at a time walks the same history, newest first, each check once.
+    seen, cursor = [], None
+    for _ in range(len(page["items"])):
+        one = _checks(serve, project, "docs", limit=1, **({"cursor": cursor} if cursor else {}))
+        seen += [item["check_id"] for item in one["items"]]
+        cursor = one["next_cursor"]
+        if cursor is None:
+            break
+    assert seen[:len(page["items"])] == [item["check_id"] for item in page["items"]][:len(seen)]
+    assert len(seen) == len(set(seen)) >= 2
+
+    # The records on health.checks carry what the live feed relays.
+    records = [json.loads(m.value()) for m in consume(settings, serve["topic"], 50, timeout=5)]
+    mine = [r for r in records if r["project_id"] == project["id"] and r["server_name"] == "docs"]
+    assert mine, "no check of this server on the health.checks topic"
+    assert {"project_id", "server_name", "status", "latency_ms", "checked_at", "tools_hash"} <= set(mine[0])
+    assert {m.key() for m in consume(settings, serve["topic"], 50, timeout=2)
+            if json.loads(m.value())["project_id"] == project["id"]} == {f"{project['id']}/docs".encode()}
+    assert newest["tools_hash"] in {r["tools_hash"] for r in mine}
+
+
+def test_changed_tools_are_a_schema_drift_event(serve, project, tmp_path):
+    before = [{"name": "search", "description": "Search the docs", "params": ["query"]},
+              {"name": "fetch", "params": ["url"]}]
+    tools_file = _tools_file(tmp_path, before)
+    _register(serve, project, _stdio("drifting", tools_file))
+    first = _wait("drifting up", _latest_is(serve, project, "drifting", "up"), log=serve["log"])
+
+    # Each stdio probe starts the server afresh, so the next one sees the new tools.
+    tools_file.write_text(json.dumps([
+        {"name": "search", "description": "Search the docs", "params": ["query", "limit"]},
+        {"name": "write", "params": ["path", "text"]},
+    ]))
+    [drift] = _wait("a drift event", lambda: _events(serve, project, "drifting", kind="schema_drift"),
+                    log=serve["log"])
+    assert drift["old_hash"] == first["tools_hash"] and drift["new_hash"] != first["tools_hash"]
+    assert (drift["tools_added"], drift["tools_removed"], drift["tools_changed"]) == (["write"], ["fetch"], ["search"])
+    latest = _server(serve, project, "drifting")["latest"]
+    assert latest["tools_hash"] == drift["new_hash"] and latest["status"] == "up"
+    time.sleep(5)  # more checks with the new tools: no further drift
+    assert len(_events(serve, project, "drifting", kind="schema_drift")) == 1
+
+
+def test_a_server_that_dies_goes_down_and_recovers_when_restarted(serve, project, tmp_path):
+    tools_file = _tools_file(tmp_path, [{"name": "ping", "params": []}])
+    port = free_port()
+
+    def start() -> subprocess.Popen:
+        process = subprocess.Popen([sys.executable, SERVER_SCRIPT, "http", "--port", str(port), "--tools", str(tools_file)],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        _wait("the MCP server listening", lambda: _listening(port), timeout=60)
+        return process
+
+    process = start()
+    try:
+        _register(serve, project, {"name": "remote", "transport": "streamable_http", "url": f"http://127.0.0.1:{port}/mcp",
+                                   "interval_seconds": 1, "timeout_seconds": 5, "degraded_after_ms": SLOW_OK_MS})
+        _wait("remote up", _latest_is(serve, project, "remote", "up"), log=serve["log"])
+        process.kill()
+        process.wait()
+        down = _wait("remote down", _latest_is(serve, project, "remote", "down"), log=serve["log"])
+        assert "initialize" in down["error"] and down["tool_count"] is None
+        process = start()
+        _wait("remote up again", _latest_is(serve, project, "remote", "up"), log=serve["log"])
+    finally:
+        process.kill()
+        process.wait()
+    kinds = [event["kind"] for event in reversed(_events(serve, project, "remote"))]
+    assert kinds == ["down", "recovered"], kinds
+    assert _checks(serve, project, "remote", status="down")["items"], "the down checks are in the history"
+
+
+def _listening(port: int) -> bool:
+    try:
+        return httpx.post(f"http://127.0.0.1:{port}/mcp", timeout=1).status_code > 0
+    except httpx.HTTPError:
+        return False
+
+
+def _children_running(marker: str) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if marker in (entry / "cmdline").read_bytes().decode(errors="replace"):
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
+def test_a_hanging_server_times_out_as_down_and_the_prober_keeps_going(serve, project, tmp_path):
+    tools = _tools_file(tmp_path, [{"name": "ping", "params": []}])
+    _register(serve, project, _stdio("hangs", tools, "--hang", timeout_seconds=4))
+    _register(serve, project, _stdio("steady", _tools_file(tmp_path, [{"name": "ping", "params": []}])))
+    down = _wait("hangs down", _latest_is(serve, project, "hangs", "down"), log=serve["log"])
+    assert "no answer to initialize within 4 s" in down["error"]
+    _wait("a second timed-out check", lambda: len(_checks(serve, project, "hangs", status="down")["items"]) >= 2)
+    steady = len(_checks(serve, project, "steady")["items"])
+    _wait("steady checked meanwhile", lambda: len(_checks(serve, project, "steady")["items"]) > steady)
+    # The timed-out children were killed: at most the one being probed now is alive.
+    assert len(_children_running(str(tools))) <= 1
+    httpx.delete(f"{serve['base']}/api/mcp/servers/hangs", headers=project["admin"])
+    _wait("the hung children gone", lambda: not _children_running(str(tools)), timeout=30)
+
+
+def test_bad_registrations_are_refused_with_the_reason(settings, serve, project, tmp_path):
+    base, admin = f"{serve['base']}/api/mcp/servers", project["admin"]
+    cases = [
+        ({"name": "x", "transport": "stdio"}, 422, "needs a command"),
+        ({"name": "x", "transport": "sse", "url": "ftp://host/sse"}, 422, "http:// or https://"),
+        ({"name": "x", "transport": "streamable_http", "url": "http://h/mcp", "command": "ls"}, 422, "not command"),
+        ({"name": "bad name!", "transport": "sse", "url": "http://h/sse"}, 422, "name"),
+        ({"name": "x", "transport": "sse", "url": "http://h/sse", "timeout_seconds": 0}, 422, "timeout_seconds"),
+        ({"name": "x", "transport": "sse", "url": "http://h/sse", "headers": {"A": "b\r\nc"}}, 422, "line breaks"),
+        ({"name": "x", "transport": "websocket", "url": "http://h"}, 422, "transport"),
+    ]
+    for body, code, reason in cases:
+        response = httpx.post(base, json=body, headers=admin)
+        assert response.status_code == code and reason in response.text, (body, response.text)
+
+    remote = {"name": "r", "transport": "sse", "url": "http://127.0.0.1:9/sse", "headers": {"Authorization": "Bearer s3cret"},
+              "interval_seconds": 3600}
+    created = httpx.post(base, json=remote, headers={"X-API-Key": project["keys"]["member"]})
+    assert created.status_code == 201 and created.json()["headers"] == {"Authorization": "***"}
+    assert "s3cret" not in httpx.get(base, headers=admin).text
+    assert httpx.post(base, json=remote, headers=admin).status_code == 409
+    viewer = httpx.post(base, json={**remote, "name": "v"}, headers={"X-API-Key": project["keys"]["viewer"]})
+    assert viewer.status_code == 403
+    stdio = httpx.post(base, json=_stdio("s", tmp_path / "none.json"), headers={"X-API-Key": project["keys"]["member"]})
+    assert stdio.status_code == 403 and "admin" in stdio.text
+
+    patched = httpx.patch(f"{base}/r", json={"interval_seconds": 0.5}, headers=admin)
+    assert patched.status_code == 422 and "interval_seconds" in patched.text
+    moved = httpx.patch(f"{base}/r", json={"transport": "streamable_http", "url": "http://127.0.0.1:9/mcp"}, headers=admin)
+    assert moved.status_code == 200 and moved.json()["transport"] == "streamable_http"
+    assert moved.json()["headers"] == {}
+    assert httpx.patch(f"{base}/nope", json={"enabled": False}, headers=admin).status_code == 404
+    assert httpx.get(f"{base}/r/checks", params={"cursor": "garbage"}, headers=admin).status_code == 400
+    assert httpx.get(f"{base}/nope/checks", headers=admin).status_code == 404
+    other = asyncio.run(_project_keys(settings.postgres_dsn))[1]["admin"]
+    assert httpx.get(f"{base}/r", headers={"X-API-Key": other}).status_code == 404
+    assert httpx.delete(f"{base}/r", headers=admin).status_code == 204
+    assert httpx.get(f"{base}/r", headers=admin).status_code == 404
+
+
+def test_one_prober_per_shard_and_a_standby_takes_over(settings):
+    topic = f"probe-locks-{uuid.uuid4().hex[:6]}"
+
+    async def scenario():
+        first = ShardLocks(settings.postgres_dsn, topic, shards=2, only=None)
+        second = ShardLocks(settings.postgres_dsn, topic, shards=2, only=None)
+        elsewhere = ShardLocks(settings.postgres_dsn, topic + "-other", shards=2, only=None)
+        try:
+            assert await first.refresh() == {0, 1}
+            assert await second.refresh() == set()
+            assert await elsewhere.refresh() == {0, 1}  # another deployment's topic, its own locks
+            await first.close()  # the prober died: its connection and locks are gone
+            assert await second.refresh() == {0, 1}
+        finally:
+            for locks in (first, second, elsewhere):
+                await locks.close()
+
+    asyncio.run(scenario())
