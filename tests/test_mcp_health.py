@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -16,7 +18,12 @@ import asyncpg
 import httpx
 import pytest
 
+from confluent_kafka import Consumer
+
+from api.repositories.mcp_servers import create_server
 from api.repositories.projects import create_api_key, ensure_project
+from api.routers.mcp_servers import ServerIn
+from spanstream.kafka import ensure_topics
 from spanstream.prober import ShardLocks
 from tests.conftest import free_port
 from tests.processes import start_spanstream
@@ -26,6 +33,90 @@ SERVER_SCRIPT = str(Path(__file__).with_name("mcp_test_server.py"))
 # Every stdio probe starts a Python process that imports the SDK: seconds on a loaded machine.
 STDIO_TIMEOUT = 30
 SLOW_OK_MS = 120_000  # no test here is about `degraded`: judge() is tested on plain values
+
+
+class TopicReader:
+    """Everything published to a topic from now on, as JSON records."""
+
+    def __init__(self, settings, topic: str) -> None:
+        self._consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": f"test-{uuid.uuid4().hex}",
+                                   "auto.offset.reset": "earliest"})
+        self._consumer.subscribe([topic])
+        self.records: list[dict] = []
+
+    def poll(self, seconds: float = 0.5) -> list[dict]:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            message = self._consumer.poll(0.1)
+            if message is not None and message.error() is None:
+                self.records.append(json.loads(message.value()))
+        return self.records
+
+    def close(self) -> None:
+        self._consumer.close()
+
+
+def _start_prober(settings, topic: str, log: Path) -> subprocess.Popen:
+    with open(log, "w") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "spanstream.cli", "probe"], stdout=out, stderr=subprocess.STDOUT,
+            env={**os.environ, "SPANSTREAM_POSTGRES_DSN": settings.postgres_dsn, "SPANSTREAM_HEALTH_CHECKS_TOPIC": topic,
+                 "SPANSTREAM_SPANS_TOPIC": f"{settings.spans_topic}-probe", "SPANSTREAM_PROBE_REFRESH_SECONDS": "0.5"})
+
+
+def test_spanstream_probe_alone_and_a_standby_that_takes_over(settings, tmp_path):
+    """Runs before the module's `serve` starts, so these two probers are the only ones."""
+    project_id, _ = asyncio.run(_project_keys(settings.postgres_dsn))
+    port = free_port()
+    server = subprocess.Popen([sys.executable, SERVER_SCRIPT, "http", "--port", str(port), "--tools",
+                               str(_tools_file(tmp_path, [{"name": "ping", "params": []}]))],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    topic = f"{settings.health_checks_topic}-alone-{uuid.uuid4().hex[:6]}"
+    ensure_topics(settings.model_copy(update={"health_checks_topic": topic}))
+    reader = TopicReader(settings, topic)
+    first = second = None
+    try:
+        _wait("the MCP server listening", lambda: _listening(port), timeout=60)
+        asyncio.run(_insert_server(settings.postgres_dsn, project_id, {
+            "name": "alone", "transport": "streamable_http", "url": f"http://127.0.0.1:{port}/mcp",
+            "interval_seconds": 1, "timeout_seconds": 5}))
+        first = _start_prober(settings, topic, tmp_path / "first.log")
+        mine = lambda: [r for r in reader.poll() if r["project_id"] == project_id]  # noqa: E731
+        _wait("a check from the first prober", lambda: [r for r in mine() if r["prober"].endswith(f":{first.pid}")])
+        second = _start_prober(settings, topic, tmp_path / "second.log")
+        time.sleep(8)  # the second prober started and found the shard taken
+        seen = len(mine())
+        assert {r["prober"] for r in mine()} == {r["prober"] for r in mine() if r["prober"].endswith(f":{first.pid}")}
+        assert all(r["status"] == "up" and r["server_name"] == "alone" for r in mine())
+
+        first.kill()  # SIGKILL: its PostgreSQL connection, and the lock, go with it
+        first.wait()
+        _wait("the standby probing", lambda: [r for r in mine()[seen:] if r["prober"].endswith(f":{second.pid}")])
+        second.send_signal(signal.SIGINT)
+        assert second.wait(30) == 0, (tmp_path / "second.log").read_text()[-3000:]
+    finally:
+        for process in (first, second, server):
+            if process is not None and process.poll() is None:
+                process.kill()
+                process.wait()
+        reader.close()
+        asyncio.run(_delete_servers(settings.postgres_dsn, project_id))
+
+
+async def _insert_server(dsn: str, project_id: str, fields: dict) -> None:
+    pool = await asyncpg.create_pool(dsn, min_size=1, max_size=1)
+    try:
+        await create_server(pool, uuid.UUID(project_id), {**ServerIn(**fields).model_dump()})
+    finally:
+        await pool.close()
+
+
+async def _delete_servers(dsn: str, project_id: str) -> None:
+    connection = await asyncpg.connect(dsn)
+    try:
+        await connection.execute("DELETE FROM mcp_servers WHERE project_id = $1", uuid.UUID(project_id))
+    finally:
+        await connection.close()
 
 
 @pytest.fixture(scope="module")

@@ -258,7 +258,7 @@ async def change(name: str, body: ServerPatch, caller: WriterCaller, pool: Pool,
     try:
         fields = ServerFields(**merged)
     except ValidationError as error:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY,
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
                             [{"loc": e["loc"], "msg": e["msg"]} for e in error.errors()]) from None
     _check_allowed(fields, caller, settings)
     if current["transport"] == "stdio" and fields.transport != "stdio":
