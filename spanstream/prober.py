@@ -144,6 +144,8 @@ class Prober:
 
     async def run(self, stopping: asyncio.Event) -> None:
         """Probes until `stopping` is set; then lets no new probe start and cancels those in flight."""
+        # The SDK's HTTP client logs every request of every probe at INFO.
+        logging.getLogger("httpx2").setLevel(logging.WARNING)
         publisher = CheckPublisher(self._settings)
         pool = await asyncpg.create_pool(self._settings.postgres_dsn, min_size=1, max_size=2)
         try:

@@ -19,6 +19,7 @@ import faust
 import orjson
 from faust.streams import _current_event
 
+from schemas.health_check import STATUSES
 from spanstream.clickhouse import ClickHouseStore
 from spanstream.kafka import HEALTH_STATE_TABLE
 from spanstream.settings import Settings
@@ -83,6 +84,8 @@ def decode_check(value: bytes | None) -> dict[str, Any] | None:
     except orjson.JSONDecodeError:
         return None
     if not isinstance(check, dict) or any(not check.get(name) for name in _REQUIRED):
+        return None
+    if check["status"] not in STATUSES:
         return None
     try:
         _time(check["checked_at"])

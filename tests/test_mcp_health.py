@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 import uuid
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import asyncpg
@@ -23,7 +24,9 @@ from confluent_kafka import Consumer
 from api.repositories.mcp_servers import create_server
 from api.repositories.projects import create_api_key, ensure_project
 from api.routers.mcp_servers import ServerIn
+from schemas.health_check import HealthCheck, check_key, tool_fingerprints, tools_hash
 from spanstream.kafka import ensure_topics
+from spanstream.producer import make_producer
 from spanstream.prober import ShardLocks
 from tests.conftest import free_port
 from tests.processes import start_spanstream
@@ -392,3 +395,78 @@ def test_one_prober_per_shard_and_a_standby_takes_over(settings):
                 await locks.close()
 
     asyncio.run(scenario())
+
+
+def _http_server(mode: str, tools_file: Path, *extra: str) -> tuple[subprocess.Popen, int]:
+    port = free_port()
+    process = subprocess.Popen([sys.executable, SERVER_SCRIPT, mode, "--port", str(port), "--tools", str(tools_file), *extra],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return process, port
+
+
+def test_an_sse_server_is_up_and_one_failing_tools_list_is_degraded(serve, project, tmp_path):
+    tools = _tools_file(tmp_path, [{"name": "ping", "params": []}])
+    sse, sse_port = _http_server("sse", tools)
+    broken, broken_port = _http_server("http", tools, "--tools-fail")
+    try:
+        _wait("both MCP servers listening", lambda: _listening(broken_port) and _sse_listening(sse_port), timeout=60)
+        _register(serve, project, {"name": "events", "transport": "sse", "url": f"http://127.0.0.1:{sse_port}/sse",
+                                   "interval_seconds": 2, "timeout_seconds": 5, "degraded_after_ms": SLOW_OK_MS})
+        _register(serve, project, {"name": "no-tools", "transport": "streamable_http",
+                                   "url": f"http://127.0.0.1:{broken_port}/mcp", "interval_seconds": 2,
+                                   "timeout_seconds": 5, "degraded_after_ms": SLOW_OK_MS})
+        up = _wait("the SSE server up", _latest_is(serve, project, "events", "up"), log=serve["log"])
+        assert up["tool_count"] == 1
+        degraded = _wait("no-tools degraded", _latest_is(serve, project, "no-tools", "degraded"), log=serve["log"])
+        assert "tools/list failed" in degraded["error"] and "tool registry is unavailable" in degraded["error"]
+        assert degraded["tool_count"] is None
+        [check] = _checks(serve, project, "no-tools", limit=1)["items"]
+        assert check["initialize_ms"] > 0 and check["server_version"] == "1.2.3"
+    finally:
+        for process in (sse, broken):
+            process.kill()
+            process.wait()
+
+
+def _sse_listening(port: int) -> bool:
+    try:
+        with httpx.stream("GET", f"http://127.0.0.1:{port}/sse", timeout=1) as response:
+            return response.status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def test_redelivered_and_late_checks_are_written_once(settings, serve, project):
+    """Checks published as a prober (or a replay) would: a duplicate, a late one, a drift, an outage."""
+    _register(serve, project, {"name": "replayed", "transport": "sse", "url": "http://127.0.0.1:9/sse",
+                               "enabled": False})  # disabled: only these records, no probes
+    t0 = datetime.now(UTC) - timedelta(minutes=10)
+    before = [{"name": "search", "inputSchema": {"type": "object"}}]
+    after = [{"name": "search", "inputSchema": {"type": "object"}}, {"name": "write", "inputSchema": {}}]
+
+    def check(n: int, status: str, tools: list[dict] | None) -> HealthCheck:
+        return HealthCheck(
+            check_id=f"{project['id']}-{n}", project_id=project["id"], server_id="", server_name="replayed",
+            transport="sse", status=status, checked_at=(t0 + timedelta(minutes=n)).isoformat(),
+            latency_ms=5.0 if tools else None, tool_count=len(tools) if tools else None,
+            tools_hash=tools_hash(tools) if tools else None, tools=tool_fingerprints(tools) if tools else [],
+            error=None if tools else "no answer to initialize within 10 s")
+
+    c1, c2, c3 = check(1, "up", before), check(2, "up", after), check(3, "down", None)
+    producer = make_producer(settings)
+    for item in (c1, c2, c2, c1, c3, c3):
+        producer.produce(serve["topic"], key=check_key(item.project_id, item.server_name),
+                         value=json.dumps(item.to_record()).encode())
+    assert producer.flush(10) == 0
+
+    latest = _wait("the outage", _latest_is(serve, project, "replayed", "down"), log=serve["log"])
+    assert latest["check_id"] == c3.check_id and latest["last_up_at"].startswith(c2.checked_at[:19])
+    time.sleep(2)  # time for a wrongly duplicated row to show up
+    assert [c["check_id"] for c in _checks(serve, project, "replayed")["items"]] == [c3.check_id, c2.check_id, c1.check_id]
+    events = _events(serve, project, "replayed")
+    assert [(e["kind"], e["check_id"]) for e in events] == [("down", c3.check_id), ("schema_drift", c2.check_id)]
+    assert events[1]["tools_added"] == ["write"] and events[1]["old_hash"] == c1.tools_hash
+    first = httpx.get(f"{serve['base']}/api/mcp/servers/replayed/events", params={"limit": 1}, headers=project["admin"]).json()
+    rest = httpx.get(f"{serve['base']}/api/mcp/servers/replayed/events", params={"limit": 1, "cursor": first["next_cursor"]},
+                     headers=project["admin"]).json()
+    assert [e["kind"] for e in first["items"] + rest["items"]] == ["down", "schema_drift"] and rest["next_cursor"] is None
