@@ -9,10 +9,13 @@ import asyncpg
 from fastapi import FastAPI
 
 from api.deps import KeyCache
+from api.metrics import DeploymentCollector, HttpMetrics, Scrape
+from api.metrics import router as metrics_router
+from api.errors import install_error_handlers
 from api.publisher import SpanPublisher
 from api.ratelimit import SpanRateLimiter
 from api.replay_jobs import Replayer, ReplayJobs
-from api.routers import admin, health, ingest, mcp_servers, otlp, sessions, spans
+from api.routers import admin, audit, auth, health, ingest, invites, keys, mcp_servers, otlp, projects, sessions, spans
 from spanstream.clickhouse import ClickHouseStore
 from spanstream.settings import Settings
 
@@ -32,12 +35,15 @@ def create_app(settings: Settings, store: ClickHouseStore | None, replayer: Repl
             publisher = SpanPublisher(settings).start()
             stack.callback(publisher.close)
             app.state.publisher = publisher
+            deployment = DeploymentCollector(settings, store)
+            stack.callback(deployment.close)
+            app.state.scrape = Scrape(deployment)
             yield
 
     app = FastAPI(title="Spanstream", version="0.1.0", lifespan=lifespan)
     app.state.settings = settings
     app.state.store = store
-    app.state.keys = KeyCache()
+    app.state.keys = KeyCache(settings.api_key_cache_seconds)
     app.state.limiter = SpanRateLimiter(settings.ingest_rate_limit_spans_per_second)
     app.state.replay_jobs = ReplayJobs(replayer) if replayer is not None else None
     app.state.operator_token = operator_token
@@ -47,5 +53,13 @@ def create_app(settings: Settings, store: ClickHouseStore | None, replayer: Repl
     app.include_router(spans.router)
     app.include_router(sessions.router)
     app.include_router(admin.router)
+    app.include_router(metrics_router)
+    app.add_middleware(HttpMetrics)
+    install_error_handlers(app)
+    app.include_router(auth.router)
+    app.include_router(projects.router)
+    app.include_router(invites.router)
+    app.include_router(keys.router)
+    app.include_router(audit.router)
     app.include_router(mcp_servers.router)
     return app

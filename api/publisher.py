@@ -58,6 +58,10 @@ class SpanPublisher:
     def _on_error(self, error: KafkaError) -> None:
         log.warning("kafka producer: %s", error)
 
+    async def check_broker(self, timeout: float = 2.0) -> None:
+        """Raises when the broker does not answer a metadata request within `timeout`."""
+        await asyncio.to_thread(self._producer.list_topics, self._topic, timeout)
+
     async def publish(self, spans: list[Span]) -> None:
         """Returns when every span is acknowledged; raises BrokerUnavailable otherwise."""
         messages = session_messages(spans)

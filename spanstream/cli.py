@@ -34,6 +34,10 @@ def _parser() -> argparse.ArgumentParser:
     key.add_argument("project", help="project slug, e.g. default")
     key.add_argument("--role", choices=("admin", "member", "viewer"), default="admin",
                      help="what the key may do: viewer reads, member also writes spans, admin also manages the project")
+    user = commands.add_parser("create-user", help="create a user (password from a prompt or stdin) in a project")
+    user.add_argument("email")
+    user.add_argument("--project", required=True, help="project slug; created if it does not exist")
+    user.add_argument("--role", choices=("admin", "member", "viewer"), default="admin")
     return parser
 
 
@@ -59,6 +63,12 @@ def main(argv: list[str] | None = None) -> None:
         settings = load_settings()
     except ValidationError as error:
         sys.exit(f"invalid settings:\n{error}")
+
+    if args.command in ("serve", "worker", "dev"):
+        from spanstream.metrics_dir import process_dir, use_process_dir
+
+        if process_dir() is None:  # one /metrics for this process and the fold workers it starts
+            use_process_dir(settings.data_dir / "metrics")
 
     # Imported per command so that `spanstream infra status` does not load faust or chdb.
     from spanstream.clickhouse import StoreUnavailable
@@ -118,6 +128,14 @@ def main(argv: list[str] | None = None) -> None:
             ensure_topics(settings)
             asyncio.run(migrate_postgres(settings.postgres_dsn))
             run_prober(settings)
+        elif args.command == "create-user":
+            from api.errors import MetadataError
+            from spanstream.accounts import create_user
+
+            try:
+                print(asyncio.run(create_user(settings, args.email, args.project, args.role)))
+            except MetadataError as error:
+                sys.exit(f"spanstream create-user: {error.message}")
         elif args.command == "fold":
             from spanstream.serve import run_fold
 

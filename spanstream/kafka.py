@@ -6,6 +6,7 @@ from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from spanstream.settings import Settings
+from spanstream.topic_names import batches_topic_name, dead_letter_topic_name, rows_topic_name
 
 DAY_MS = 24 * 60 * 60 * 1000
 # Four payloads of 128 Ki characters, up to 4 bytes each, plus the rest of a span.
@@ -54,16 +55,16 @@ def topic_specs(settings: Settings) -> list[NewTopic]:
         }),
         # The batcher's frames of `spans`, partition for partition: kept as long as `spans`, so
         # a fold or sink that was down for as long as spans are kept still finds its input.
-        NewTopic(f"{spans}.batches", settings.spans_partitions, 1, config={
+        NewTopic(batches_topic_name(spans), settings.spans_partitions, 1, config={
             "retention.ms": str(retention_ms), "compression.type": "lz4", "max.message.bytes": str(MAX_MESSAGE_BYTES),
         }),
         # Spans-table rows the fold encoded from the frames it validated, so that the process
         # owning ClickHouse only inserts them (streams/agents.py). Kept as long as `spans`, for
         # the same reason as the frames.
-        NewTopic(f"{spans}.rows", settings.spans_partitions, 1, config={
+        NewTopic(rows_topic_name(spans), settings.spans_partitions, 1, config={
             "retention.ms": str(retention_ms), "compression.type": "lz4", "max.message.bytes": str(MAX_MESSAGE_BYTES),
         }),
-        NewTopic(f"{spans}.dlq", 1, 1, config={
+        NewTopic(dead_letter_topic_name(spans), 1, 1, config={
             "retention.ms": str(30 * DAY_MS), "compression.type": "lz4", "max.message.bytes": str(MAX_MESSAGE_BYTES),
         }),
         # Latest record per session: compaction keeps what a rebuild of the sessions view needs.

@@ -29,6 +29,8 @@ import uvicorn
 from api.app import create_app
 from spanstream.clickhouse import ClickHouseStore
 from spanstream.kafka import ensure_topics
+from spanstream.metrics import serve_metrics
+from spanstream.metrics_dir import process_dir
 from spanstream.migrate import apply_spans_ttl, migrate_clickhouse, migrate_postgres
 from spanstream.operator import operator_token
 from spanstream.prober import ProberService
@@ -164,6 +166,7 @@ class FoldProcesses(mode.Service):
                     restart_at[index] = now + delays[index]
                     log.error("fold worker %d exited with %s; starting it again in %.0f s",
                               child.pid, child.returncode, delays[index])
+                    _forget_metrics_of(child.pid)
                 if now >= restart_at[index]:
                     self._folds[index] = _start_fold_child(index)
                     started[index], restart_at[index] = now, None
@@ -178,6 +181,14 @@ class FoldProcesses(mode.Service):
                 await asyncio.to_thread(child.wait, 30)
             except subprocess.TimeoutExpired:
                 child.kill()
+
+
+def _forget_metrics_of(pid: int) -> None:
+    # Its counters stay counted; its gauges (live-feed connections, say) stop being added.
+    if process_dir() is not None:
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(pid)
 
 
 def _die_with_parent() -> None:
@@ -215,6 +226,8 @@ def run(settings: Settings, *, api: bool = True, fold_processes: int = 1,
 
         app_ = create_app(settings, store, replayer, operator_token(settings))
         services.append(ApiServer(app_, settings.api_host, settings.api_port, settings.api_access_log))
+    elif settings.metrics_port:
+        serve_metrics(settings.metrics_port, settings.api_host)
     services.extend(extra_services(store))
     faust.Worker(app, *services, loglevel="info", redirect_stdouts=False).execute_from_commandline()
 
@@ -227,6 +240,8 @@ def run_fold(settings: Settings) -> None:
     asyncio.run(migrate_postgres(settings.postgres_dsn))  # model_pricing must exist
     refresher = asyncio.run(PriceBookRefresher.load(
         settings.postgres_dsn, settings.unknown_model_usd_per_call, settings.pricing_refresh_seconds))
+    if settings.metrics_port and process_dir() is None:  # a fold on its own serves its own metrics
+        serve_metrics(settings.metrics_port, settings.api_host)
     app = create_faust_app(settings, settings.worker_id, f"fold-{settings.fold_index}")
     register_fold_agents(app, settings, refresher, rules_from_budgets(settings.loop_threshold, settings.budgets))
     faust.Worker(app, PriceRefresh(refresher), Batcher(SpanBatcher(settings)), loglevel="info", redirect_stdouts=False).execute_from_commandline()

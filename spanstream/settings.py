@@ -74,6 +74,14 @@ class Settings(BaseSettings):
     # Operator work through the API (a replay on the embedded store); unset: a token the server
     # keeps in data_dir/operator-token (spanstream/operator.py).
     operator_token: str | None = None
+    # Logins: this many consecutive wrong passwords lock the account for login_lockout_seconds
+    # (kept in PostgreSQL, so a restart does not lift it). A login session lasts login_session_hours.
+    login_max_failures: int = Field(default=5, ge=1)
+    login_lockout_seconds: float = Field(default=900, gt=0)
+    login_session_hours: float = Field(default=7 * 24, gt=0)
+    invite_expiry_hours: float = Field(default=72, gt=0)
+    # A revoked API key keeps working on other API processes for at most this long.
+    api_key_cache_seconds: float = Field(default=30, ge=0)
     # Sink batching: whichever comes first flushes a batch to ClickHouse.
     sink_batch_size: int = Field(default=5000, ge=1)
     sink_batch_seconds: float = Field(default=0.5, gt=0)
@@ -84,6 +92,11 @@ class Settings(BaseSettings):
     fold_index: int = Field(default=0, ge=0)
     # Faust's table store: rocksdb:// (on disk, through rocksdict) or memory://.
     table_store: str = "rocksdb://"
+    # Set: GET /metrics wants `Authorization: Bearer <token>`. Unset: it is open, like /api/liveness.
+    metrics_token: str | None = None
+    # A process without the API (`spanstream worker`, a fold run on its own) serves its metrics
+    # on this port; 0: none. Fold children of `serve` are shown by the parent's /metrics.
+    metrics_port: int = Field(default=0, ge=0, le=65535)
 
     @field_validator("clickhouse_url")
     @classmethod

@@ -14,6 +14,7 @@ import orjson
 from schemas.span import Unreadable, decode_message
 from spanstream.clickhouse import ClickHouseStore
 from spanstream.insert_bodies import encode_span_rows
+from spanstream.metrics import SPANS_DEAD_LETTERED, SPANS_FOLDED
 from spanstream.settings import Settings
 from streams.changelog import PublishedChangelogTable
 from streams.derived import DerivedPublisher
@@ -91,8 +92,10 @@ def register_fold_agents(app: faust.App, settings: Settings, prices: PriceSource
             # The spans-table rows, encoded here because every span was just validated: the
             # process that owns ClickHouse then only inserts them. Same partition as the frame,
             # durable before its offset is committed, like the records below.
-            for body in encode_span_rows([span for spans in decoded for span in spans], ROWS_BODY_BYTES):
+            readable = [span for spans in decoded for span in spans]
+            for body in encode_span_rows(readable, ROWS_BODY_BYTES):
                 derived.publish(rows_topic, None, body, partition=event.message.partition)
+            SPANS_FOLDED.inc(len(readable))
             batch = fold_batch(decoded, load, prices.book, rules)
             for key, state in batch.states.items():
                 if key in batch.changed:
@@ -168,4 +171,5 @@ async def _dead_letter(topic: faust.TopicT, source_topic: str, partition: int, i
     # force: publish now and wait for the broker's ack, before the batch's offsets are committed.
     delivery = await topic.send(force=True, key=item.key or None, value=bad.raw, headers=headers)
     await delivery
+    SPANS_DEAD_LETTERED.inc()
     log.warning("dead-lettered %s[%d]@%d: %s", source_topic, partition, item.offset, bad.reason)

@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections.abc import Awaitable, Callable, Sequence
 
 from schemas.span import Span
 from spanstream.clickhouse import ClickHouseStore
 from spanstream.insert_bodies import INSERT_SETTINGS, ROWS_FORMAT
+from spanstream.metrics import SINK_BATCH_ROWS, SINK_BATCH_SECONDS, SINK_RETRIES
 
 log = logging.getLogger(__name__)
 
@@ -74,12 +76,18 @@ class ClickHouseWriter:
         if not self._rows:
             return 0
         rows = self._rows
+        started = time.perf_counter()
         try:
             await self._durably(lambda: self._store.insert(self.table, rows, self._columns), f"{len(rows)} rows")
         finally:
             self._rows = []
-        self.written += len(rows)
+        self._written(len(rows), started)
         return len(rows)
+
+    def _written(self, rows: int, started: float) -> None:
+        self.written += rows
+        SINK_BATCH_ROWS.labels(self.table).observe(rows)
+        SINK_BATCH_SECONDS.labels(self.table).observe(time.perf_counter() - started)
 
     async def _durably(self, insert: Callable[[], Awaitable[None]], what: str) -> None:
         delay = 0.1
@@ -89,6 +97,7 @@ class ClickHouseWriter:
                 return
             except Exception as error:  # noqa: BLE001 - any driver failure is retried
                 self.retries += 1
+                SINK_RETRIES.labels(self.table).inc()
                 log.warning("insert of %s into %s failed (%s); retrying in %.1fs", what, self.table, error, delay)
                 await self._sleep(delay)
                 delay = min(delay * 2, self._max_backoff)
@@ -108,6 +117,7 @@ class BodyWriter(ClickHouseWriter):
         if not self._rows:
             return 0
         body = b"".join(self._rows)
+        started = time.perf_counter()
         try:
             await self._durably(
                 lambda: self._store.insert_body(self.table, self._columns, body, self._format, self._settings),
@@ -115,7 +125,7 @@ class BodyWriter(ClickHouseWriter):
         finally:
             self._rows = []
         rows = body.count(b"\n")  # one row a line
-        self.written += rows
+        self._written(rows, started)
         return rows
 
 

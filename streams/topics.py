@@ -7,22 +7,9 @@ from dataclasses import dataclass
 import faust
 
 from spanstream.settings import Settings
+from spanstream.topic_names import batches_topic_name, dead_letter_topic_name, rows_topic_name
 
 SESSIONS_TABLE = "sessions"
-
-
-def dead_letter_topic_name(source: str) -> str:
-    return f"{source}.dlq"
-
-
-def batches_topic_name(source: str) -> str:
-    """The batcher's copy of `source`, partition for partition (streams/span_batches.py)."""
-    return f"{source}.batches"
-
-
-def rows_topic_name(source: str) -> str:
-    """The fold's spans-table rows of `source` (spanstream/insert_bodies.py encode_span_rows)."""
-    return f"{source}.rows"
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from api.deps import Pool
+from api.deps import Pool, Publisher
 
 router = APIRouter(prefix="/api", tags=["health"])
 
@@ -16,8 +16,14 @@ async def liveness() -> dict[str, str]:
 
 
 @router.get("/readiness")
-async def readiness(request: Request, pool: Pool) -> JSONResponse:
+async def readiness(request: Request, pool: Pool, publisher: Publisher) -> JSONResponse:
+    """200 only while Kafka, PostgreSQL and (where this process has one) ClickHouse answer."""
     checks: dict[str, str] = {}
+    try:
+        await publisher.check_broker()
+        checks["kafka"] = "ok"
+    except Exception as error:  # noqa: BLE001 - any failure means not ready
+        checks["kafka"] = f"error: {error}"
     try:
         await pool.fetchval("SELECT 1")
         checks["postgres"] = "ok"

@@ -12,6 +12,7 @@ from api.deps import AppSettings, WriterCaller, Limiter, Publisher
 from api.publisher import BrokerUnavailable
 from schemas.ingest import IngestResult, validate_spans
 from schemas.span import Span
+from spanstream.metrics import SPANS_INGESTED, SPANS_REJECTED
 
 router = APIRouter(tags=["ingestion"])
 BROKER_RETRY_AFTER_SECONDS = 5
@@ -27,7 +28,8 @@ INGEST_ERRORS = {
 
 async def admit_and_publish(caller, limiter, publisher, offered: int, spans: list[Span]) -> None:
     """Applies the rate limit to everything offered, then waits for Kafka's ack of the accepted spans."""
-    wait = limiter.admit(caller.key_prefix, offered)
+    # Per key; a user posting with a login token has a bucket of their own.
+    wait = limiter.admit(caller.key_prefix or caller.actor, offered)
     if wait > 0:
         raise HTTPException(
             status.HTTP_429_TOO_MANY_REQUESTS,
@@ -62,5 +64,7 @@ async def ingest_spans(
     except ValueError as error:
         raise HTTPException(status.HTTP_400_BAD_REQUEST, str(error)) from error
     await admit_and_publish(caller, limiter, publisher, len(results), accepted)
+    SPANS_INGESTED.labels("spans").inc(len(accepted))
+    SPANS_REJECTED.labels("spans").inc(len(results) - len(accepted))
     content = {"accepted": len(accepted), "rejected": len(results) - len(accepted), "results": results}
     return Response(json.dumps(content, separators=(",", ":")), status.HTTP_207_MULTI_STATUS, media_type="application/json")

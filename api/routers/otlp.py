@@ -13,6 +13,7 @@ from api.body import read_body
 from api.deps import AppSettings, WriterCaller, Limiter, Publisher
 from api.routers.ingest import INGEST_ERRORS, admit_and_publish
 from schemas.otlp import OtlpDecodeError, spans_from_otlp_json, spans_from_otlp_protobuf
+from spanstream.metrics import SPANS_INGESTED, SPANS_REJECTED
 
 router = APIRouter(tags=["ingestion"])
 PROTOBUF = "application/x-protobuf"
@@ -43,6 +44,8 @@ async def export_traces(
     except OtlpDecodeError as error:
         raise HTTPException(status.HTTP_400_BAD_REQUEST, f"not an OTLP trace export request: {error}") from error
     await admit_and_publish(caller, limiter, publisher, len(batch.spans) + len(batch.rejected), batch.spans)
+    SPANS_INGESTED.labels("otlp").inc(len(batch.spans))
+    SPANS_REJECTED.labels("otlp").inc(len(batch.rejected))
     answer = ExportTraceServiceResponse()
     if batch.rejected:
         reasons = "; ".join(f"span {span_id or '?'}: {reason}" for span_id, reason in batch.rejected[:20])

@@ -1,0 +1,19 @@
+"""The names of the topics derived from `spans`, for every part that reads or creates them
+(the stream processor, topic administration, the metrics endpoint): here, so that none of them
+has to import another's package."""
+
+from __future__ import annotations
+
+
+def dead_letter_topic_name(source: str) -> str:
+    return f"{source}.dlq"
+
+
+def batches_topic_name(source: str) -> str:
+    """The batcher's copy of `source`, partition for partition (streams/span_batches.py)."""
+    return f"{source}.batches"
+
+
+def rows_topic_name(source: str) -> str:
+    """The fold's spans-table rows of `source` (spanstream/insert_bodies.py encode_span_rows)."""
+    return f"{source}.rows"
