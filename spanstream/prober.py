@@ -29,6 +29,7 @@ from confluent_kafka import KafkaError
 
 from schemas.health_check import HealthCheck, check_key
 from spanstream.mcp_probe import McpServer, probe
+from spanstream.metrics import HEALTH_CHECKS
 from spanstream.producer import make_producer
 from spanstream.settings import Settings
 
@@ -193,6 +194,7 @@ class Prober:
         try:
             async with self._slots:
                 check = await probe(server, self.name)
+            HEALTH_CHECKS.labels(server=server.name, status=check.status).inc()
             await publisher.publish(check)
             self.published += 1
         except asyncio.CancelledError:
