@@ -122,11 +122,9 @@ async def _delete_servers(dsn: str, project_id: str) -> None:
         await connection.close()
 
 
-@pytest.fixture(scope="module")
-def serve(settings, tmp_path_factory):
-    data_dir = tmp_path_factory.mktemp("mcp-serve")
-    suffix = uuid.uuid4().hex[:6]
-    topics = {"health_checks": f"{settings.health_checks_topic}-{suffix}"}
+def _start_serve(settings, data_dir: Path, suffix: str, **env: str):
+    """`spanstream serve` with its own chdb, topics and group (no fold workers: no spans here)."""
+    topic = f"{settings.health_checks_topic}-{suffix}"
     port = free_port()
     running = start_spanstream("serve", {
         "SPANSTREAM_DATA_DIR": str(data_dir),
@@ -134,14 +132,22 @@ def serve(settings, tmp_path_factory):
         "SPANSTREAM_SPANS_TOPIC": f"{settings.spans_topic}-{suffix}",
         "SPANSTREAM_SESSIONS_TOPIC": f"{settings.sessions_topic}-{suffix}",
         "SPANSTREAM_HEALTH_TOPIC": f"{settings.health_topic}-{suffix}",
-        "SPANSTREAM_HEALTH_CHECKS_TOPIC": topics["health_checks"],
+        "SPANSTREAM_HEALTH_CHECKS_TOPIC": topic,
         "SPANSTREAM_WORKER_ID": f"{settings.worker_id}-{suffix}",
         "SPANSTREAM_SPANS_PARTITIONS": str(settings.spans_partitions),
         "SPANSTREAM_API_PORT": str(port),
+        "SPANSTREAM_FOLD_PROCESSES": "0",
         "SPANSTREAM_SINK_BATCH_SECONDS": "0.2",
         "SPANSTREAM_PROBE_REFRESH_SECONDS": "0.5",
+        **env,
     }, port, data_dir / "serve.log")
-    yield {"base": running.base, "topic": topics["health_checks"], "log": running.log}
+    return running, {"base": running.base, "topic": topic, "log": running.log}
+
+
+@pytest.fixture(scope="module")
+def serve(settings, tmp_path_factory):
+    running, serve = _start_serve(settings, tmp_path_factory.mktemp("mcp-serve"), uuid.uuid4().hex[:6])
+    yield serve
     assert running.stop() == 0, running.log.read_text()[-3000:]
 
 
@@ -446,6 +452,23 @@ def _sse_listening(port: int) -> bool:
         return False
 
 
+def _crafted(project, server: str, t0: datetime, n: int, tools: list[dict] | None) -> HealthCheck:
+    """A check as a prober would publish it: up with these tools, or down (None)."""
+    return HealthCheck(
+        check_id=f"{project['id']}-{server}-{n}", project_id=project["id"], server_id="", server_name=server,
+        transport="sse", status="up" if tools else "down", checked_at=(t0 + timedelta(minutes=n)).isoformat(),
+        latency_ms=5.0 if tools else None, tool_count=len(tools) if tools else None,
+        tools_hash=tools_hash(tools) if tools else None, tools=tool_fingerprints(tools) if tools else [],
+        error=None if tools else "no answer to initialize within 10 s")
+
+
+def _publish(settings, topic: str, checks: list[HealthCheck]) -> None:
+    producer = make_producer(settings)
+    for item in checks:
+        producer.produce(topic, key=check_key(item.project_id, item.server_name), value=json.dumps(item.to_record()).encode())
+    assert producer.flush(10) == 0
+
+
 def test_redelivered_and_late_checks_are_written_once(settings, serve, project):
     """Checks published as a prober (or a replay) would: a duplicate, a late one, a drift, an outage."""
     _register(serve, project, {"name": "replayed", "transport": "sse", "url": "http://127.0.0.1:9/sse",
@@ -453,21 +476,9 @@ def test_redelivered_and_late_checks_are_written_once(settings, serve, project):
     t0 = datetime.now(UTC) - timedelta(minutes=10)
     before = [{"name": "search", "inputSchema": {"type": "object"}}]
     after = [{"name": "search", "inputSchema": {"type": "object"}}, {"name": "write", "inputSchema": {}}]
-
-    def check(n: int, status: str, tools: list[dict] | None) -> HealthCheck:
-        return HealthCheck(
-            check_id=f"{project['id']}-{n}", project_id=project["id"], server_id="", server_name="replayed",
-            transport="sse", status=status, checked_at=(t0 + timedelta(minutes=n)).isoformat(),
-            latency_ms=5.0 if tools else None, tool_count=len(tools) if tools else None,
-            tools_hash=tools_hash(tools) if tools else None, tools=tool_fingerprints(tools) if tools else [],
-            error=None if tools else "no answer to initialize within 10 s")
-
-    c1, c2, c3 = check(1, "up", before), check(2, "up", after), check(3, "down", None)
-    producer = make_producer(settings)
-    for item in (c1, c2, c2, c1, c3, c3):
-        producer.produce(serve["topic"], key=check_key(item.project_id, item.server_name),
-                         value=json.dumps(item.to_record()).encode())
-    assert producer.flush(10) == 0
+    c1, c2 = _crafted(project, "replayed", t0, 1, before), _crafted(project, "replayed", t0, 2, after)
+    c3 = _crafted(project, "replayed", t0, 3, None)
+    _publish(settings, serve["topic"], [c1, c2, c2, c1, c3, c3])
 
     latest = _wait("the outage", _latest_is(serve, project, "replayed", "down"), log=serve["log"])
     assert latest["check_id"] == c3.check_id and latest["last_up_at"].startswith(c2.checked_at[:19])
@@ -480,3 +491,27 @@ def test_redelivered_and_late_checks_are_written_once(settings, serve, project):
     rest = httpx.get(f"{serve['base']}/api/mcp/servers/replayed/events", params={"limit": 1, "cursor": first["next_cursor"]},
                      headers=project["admin"]).json()
     assert [e["kind"] for e in first["items"] + rest["items"]] == ["down", "schema_drift"] and rest["next_cursor"] is None
+
+
+def test_a_restarted_sink_remembers_each_servers_state(settings, project, tmp_path):
+    """The state lives in the table's changelog: after a restart a server still down is no new
+    `down`, and its recovery is compared with the tools it had before."""
+    suffix = uuid.uuid4().hex[:6]
+    (tmp_path / "serve").mkdir()
+    running, serve = _start_serve(settings, tmp_path / "serve", suffix, SPANSTREAM_PROBE_IN_SERVE="false")
+    try:
+        _register(serve, project, {"name": "kept", "transport": "sse", "url": "http://127.0.0.1:9/sse", "enabled": False})
+        t0 = datetime.now(UTC) - timedelta(minutes=10)
+        tools = [{"name": "search", "inputSchema": {}}]
+        _publish(settings, serve["topic"], [_crafted(project, "kept", t0, 1, tools), _crafted(project, "kept", t0, 2, None)])
+        _wait("down", _latest_is(serve, project, "kept", "down"), log=serve["log"])
+        assert running.stop() == 0, running.log.read_text()[-3000:]
+
+        running, serve = _start_serve(settings, tmp_path / "serve", suffix, SPANSTREAM_PROBE_IN_SERVE="false")
+        _publish(settings, serve["topic"], [_crafted(project, "kept", t0, 3, None), _crafted(project, "kept", t0, 4, tools)])
+        _wait("recovered", _latest_is(serve, project, "kept", "up"), log=serve["log"])
+        kinds = [(e["kind"], e["check_id"].rsplit("-", 1)[1]) for e in reversed(_events(serve, project, "kept"))]
+        assert kinds == [("down", "2"), ("recovered", "4")]
+        assert len(_checks(serve, project, "kept")["items"]) == 4
+    finally:
+        assert running.stop() == 0, running.log.read_text()[-3000:]
