@@ -148,7 +148,9 @@ class Prober:
         # The SDK's HTTP client logs every request of every probe at INFO.
         logging.getLogger("httpx2").setLevel(logging.WARNING)
         publisher = CheckPublisher(self._settings)
-        pool = await asyncpg.create_pool(self._settings.postgres_dsn, min_size=1, max_size=2)
+        # min_size=0: the pool connects on first use, so a PostgreSQL that is down at start is
+        # a failed refresh (retried at the next), not a prober that never runs.
+        pool = await asyncpg.create_pool(self._settings.postgres_dsn, min_size=0, max_size=2)
         try:
             next_refresh = 0.0
             while not stopping.is_set():
