@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from schemas.health_check import tool_fingerprints, tools_hash
+from schemas.health_check import judge, tool_fingerprints, tools_hash
 from streams.health_check_state import observe
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -72,3 +72,10 @@ def test_status_since_and_last_up_are_kept_across_checks():
         state, _ = observe(state, item)
     assert state["last"]["status_since"] == check(2)["checked_at"]
     assert state["last"]["last_up_at"] == check(1)["checked_at"]
+
+
+def test_the_status_rule():
+    assert judge(initialized=True, listed=True, latency_ms=150, degraded_after_ms=2000) == "up"
+    assert judge(initialized=True, listed=True, latency_ms=2500, degraded_after_ms=2000) == "degraded"
+    assert judge(initialized=True, listed=False, latency_ms=15, degraded_after_ms=2000) == "degraded"
+    assert judge(initialized=False, listed=False, latency_ms=None, degraded_after_ms=2000) == "down"
