@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import logging
+import ssl
 import tempfile
 import time
 import uuid
@@ -18,11 +21,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import anyio
+import httpcore2
 import httpx2
 from mcp import ClientSession, StdioServerParameters, stdio_client
 from mcp.client.sse import sse_client
 from mcp.client.streamable_http import streamable_http_client
-from mcp.shared._httpx_utils import create_mcp_http_client
 from mcp_types import Implementation, PaginatedRequestParams
 
 from schemas.health_check import HealthCheck, judge, tool_fingerprints, tools_hash
@@ -55,6 +59,31 @@ class McpServer:
         return f"{self.project_id}/{self.name}"
 
 
+class _ClosedSessionNoise(logging.Filter):
+    """The SDK logs a traceback when a message arrives on a session the probe already closed
+    (its GET stream outlives the last answer); that is the end of a probe, not a failure."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        return not isinstance(error, (anyio.ClosedResourceError, anyio.BrokenResourceError))
+
+
+logging.getLogger("mcp.client.streamable_http").addFilter(_ClosedSessionNoise())
+
+
+@functools.cache
+def _tls() -> ssl.SSLContext:
+    # One context for every probe: building one (loading the CA bundle) is ~30 ms of CPU, most
+    # of what an HTTP probe costs. The SDK's client factory builds a new one per client.
+    return httpcore2.default_ssl_context()
+
+
+def _http_client(headers: dict[str, str] | None = None, timeout: httpx2.Timeout | None = None,
+                 auth: httpx2.Auth | None = None) -> httpx2.AsyncClient:
+    """The SDK's client factory (mcp.shared._httpx_utils.create_mcp_http_client) with the shared TLS context."""
+    return httpx2.AsyncClient(headers=headers, timeout=timeout, auth=auth, verify=_tls())
+
+
 @contextlib.asynccontextmanager
 async def _connect(server: McpServer, errlog):
     if server.transport == "stdio":
@@ -62,13 +91,12 @@ async def _connect(server: McpServer, errlog):
         async with stdio_client(params, errlog=errlog) as streams:
             yield streams
     elif server.transport == "streamable_http":
-        client = create_mcp_http_client(headers=dict(server.headers) or None,
-                                        timeout=httpx2.Timeout(server.timeout_seconds))
+        client = _http_client(headers=dict(server.headers) or None, timeout=httpx2.Timeout(server.timeout_seconds))
         async with client, streamable_http_client(server.url or "", http_client=client) as streams:
             yield streams
     elif server.transport == "sse":
         async with sse_client(server.url or "", headers=dict(server.headers) or None, timeout=server.timeout_seconds,
-                              sse_read_timeout=server.timeout_seconds) as streams:
+                              sse_read_timeout=server.timeout_seconds, httpx_client_factory=_http_client) as streams:
             yield streams
     else:
         raise ValueError(f"unknown transport {server.transport!r}")
