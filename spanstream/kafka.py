@@ -78,6 +78,9 @@ def topic_specs(settings: Settings) -> list[NewTopic]:
         NewTopic(settings.health_checks_topic, settings.spans_partitions, 1, config={
             "retention.ms": str(retention_ms), "compression.type": "lz4",
         }),
+        NewTopic(settings.health_check_events_topic, settings.spans_partitions, 1, config={
+            "retention.ms": str(retention_ms), "compression.type": "lz4",
+        }),
         # The health-check sink's table of each server's last check: co-partitioned with
         # `health.checks` (streams/health_checks.py).
         NewTopic(health_state_changelog_name(settings), settings.spans_partitions, 1, config={

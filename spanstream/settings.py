@@ -39,6 +39,9 @@ class Settings(BaseSettings):
     # MCP server health check results: JSON records with a `project_id`, relayed by the live feed
     # as `health:check` (docs/health-checks.md).
     health_checks_topic: str = "health.checks"
+    # What the health-check sink derives from them: schema drift and status changes (down,
+    # recovered, degraded), for alerting (docs/health-checks.md).
+    health_check_events_topic: str = "health.checks.events"
     # Health rules (docs/health-tags.md).
     loop_threshold: int = Field(default=3, ge=2)
     # Session budgets, JSON: {"<project id>": {"tokens": 100000, "usd": 2.5},

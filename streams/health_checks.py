@@ -1,5 +1,6 @@
 """The health-check sink: `health.checks` into ClickHouse, with each server's state in a
-changelog-backed table from which schema drift and status changes are derived.
+changelog-backed table from which schema drift and status changes are derived (written to
+ClickHouse and published to `health.checks.events` for alerting).
 
 Runs in the process that owns ClickHouse, next to the other sinks. A batch's rows are made
 durable first and the table is written after: a crash in between redelivers the batch, the
@@ -108,6 +109,7 @@ def _in_event(event, write) -> None:
 def register_health_check_agents(app: faust.App, settings: Settings, store: ClickHouseStore) -> None:
     """Checks history, drift and status-change events, and each server's latest state."""
     checks_topic = app.topic(settings.health_checks_topic, key_serializer="raw", value_serializer="raw")
+    events_topic = app.topic(settings.health_check_events_topic, key_serializer="raw", value_serializer="raw")
     states = app.tables.add(faust.Table(
         app, name=HEALTH_STATE_TABLE, beacon=app.tables.beacon, partitions=settings.spans_partitions,
         key_type=bytes, value_type=bytes,
@@ -121,6 +123,7 @@ def register_health_check_agents(app: faust.App, settings: Settings, store: Clic
     async def health_checks_to_clickhouse(stream: faust.StreamT) -> None:
         async for batch in stream.take_events(settings.sink_batch_size, within=settings.sink_batch_seconds):
             changed: dict[bytes, tuple[dict, faust.EventT, dict]] = {}
+            published: list[tuple[bytes, dict]] = []
             for event in batch:
                 check = decode_check(event.value)
                 if check is None:
@@ -138,6 +141,7 @@ def register_health_check_agents(app: faust.App, settings: Settings, store: Clic
                 history.add(check_row(check))
                 for item in derived:
                     events_out.add(event_row(item))
+                    published.append((key, item))
                 if new_state is not state:
                     changed[key] = (new_state, event, check)
             for new_state, _, check in changed.values():
@@ -145,5 +149,10 @@ def register_health_check_agents(app: faust.App, settings: Settings, store: Clic
             await history.flush()
             await events_out.flush()
             await latest.flush()
+            # Acknowledged before the table moves past them, like the rows: a redelivered batch
+            # publishes them again (same check_id and kind), never loses them.
+            deliveries = [await events_topic.send(key=key, value=orjson.dumps(item), force=True) for key, item in published]
+            for delivery in deliveries:
+                await delivery
             for key, (new_state, event, _) in changed.items():
                 _in_event(event, functools.partial(states.__setitem__, key, orjson.dumps(new_state)))

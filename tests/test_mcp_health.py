@@ -125,6 +125,7 @@ async def _delete_servers(dsn: str, project_id: str) -> None:
 def _start_serve(settings, data_dir: Path, suffix: str, **env: str):
     """`spanstream serve` with its own chdb, topics and group (no fold workers: no spans here)."""
     topic = f"{settings.health_checks_topic}-{suffix}"
+    events_topic = f"{settings.health_check_events_topic}-{suffix}"
     port = free_port()
     running = start_spanstream("serve", {
         "SPANSTREAM_DATA_DIR": str(data_dir),
@@ -133,6 +134,7 @@ def _start_serve(settings, data_dir: Path, suffix: str, **env: str):
         "SPANSTREAM_SESSIONS_TOPIC": f"{settings.sessions_topic}-{suffix}",
         "SPANSTREAM_HEALTH_TOPIC": f"{settings.health_topic}-{suffix}",
         "SPANSTREAM_HEALTH_CHECKS_TOPIC": topic,
+        "SPANSTREAM_HEALTH_CHECK_EVENTS_TOPIC": events_topic,
         "SPANSTREAM_WORKER_ID": f"{settings.worker_id}-{suffix}",
         "SPANSTREAM_SPANS_PARTITIONS": str(settings.spans_partitions),
         "SPANSTREAM_API_PORT": str(port),
@@ -141,7 +143,7 @@ def _start_serve(settings, data_dir: Path, suffix: str, **env: str):
         "SPANSTREAM_PROBE_REFRESH_SECONDS": "0.5",
         **env,
     }, port, data_dir / "serve.log")
-    return running, {"base": running.base, "topic": topic, "log": running.log}
+    return running, {"base": running.base, "topic": topic, "events_topic": events_topic, "log": running.log}
 
 
 @pytest.fixture(scope="module")
@@ -288,7 +290,7 @@ def test_changed_tools_are_a_schema_drift_event(serve, project, tmp_path):
     assert len(_events(serve, project, "drifting", kind="schema_drift")) == 1
 
 
-def test_a_server_that_dies_goes_down_and_recovers_when_restarted(serve, project, tmp_path):
+def test_a_server_that_dies_goes_down_and_recovers_when_restarted(settings, serve, project, tmp_path):
     tools_file = _tools_file(tmp_path, [{"name": "ping", "params": []}])
     port = free_port()
 
@@ -312,6 +314,11 @@ def test_a_server_that_dies_goes_down_and_recovers_when_restarted(serve, project
         kinds = [event["kind"] for event in reversed(_events(serve, project, "remote"))]
         # A probe in flight at the kill may see initialize answered and tools/list fail: degraded first.
         assert kinds[-2:] == ["down", "recovered"] and set(kinds[:-2]) <= {"degraded"}, kinds
+        # The same events, for alerting, on health.checks.events.
+        published = [json.loads(m.value()) for m in consume(settings, serve["events_topic"], 100, timeout=5)]
+        mine = [e for e in published if e["project_id"] == project["id"] and e["server_name"] == "remote"]
+        assert [e["kind"] for e in mine][-2:] == ["down", "recovered"], mine
+        assert mine[-1]["previous_status"] == "down" and mine[-1]["status"] == "up"
         assert _checks(serve, project, "remote", status="down")["items"], "the down checks are in the history"
     finally:
         httpx.delete(f"{serve['base']}/api/mcp/servers/remote", headers=project["admin"])
