@@ -15,7 +15,10 @@ from api.errors import install_error_handlers
 from api.publisher import SpanPublisher
 from api.ratelimit import SpanRateLimiter
 from api.replay_jobs import Replayer, ReplayJobs
-from api.routers import admin, audit, auth, health, ingest, invites, keys, mcp_servers, otlp, projects, sessions, spans
+from api.price_book import CachedPriceBook
+from api.reader import answer_capped_queries
+from api.routers import (admin, agents, audit, auth, costs, health, ingest, invites, keys, mcp_servers, otlp, projects,
+                         servers, sessions, spans)
 from spanstream.clickhouse import ClickHouseStore
 from spanstream.settings import Settings
 
@@ -47,11 +50,16 @@ def create_app(settings: Settings, store: ClickHouseStore | None, replayer: Repl
     app.state.limiter = SpanRateLimiter(settings.ingest_rate_limit_spans_per_second)
     app.state.replay_jobs = ReplayJobs(replayer) if replayer is not None else None
     app.state.operator_token = operator_token
+    app.state.price_book = CachedPriceBook(settings.pricing_refresh_seconds, settings.unknown_model_usd_per_call)
+    answer_capped_queries(app)
     app.include_router(health.router)
     app.include_router(ingest.router)
     app.include_router(otlp.router)
     app.include_router(spans.router)
     app.include_router(sessions.router)
+    app.include_router(agents.router)
+    app.include_router(costs.router)
+    app.include_router(servers.router)
     app.include_router(admin.router)
     app.include_router(metrics_router)
     app.add_middleware(HttpMetrics)

@@ -74,6 +74,12 @@ class Settings(BaseSettings):
     probe_refresh_seconds: float = Field(default=10.0, gt=0)
     # Probes in flight at once per prober: each may hold a child process or a connection.
     probe_concurrency: int = Field(default=16, ge=1, le=1024)
+    # Caps on every query the read endpoints run, so one expensive request (a year-long window,
+    # a huge session) answers 503/504 instead of starving every other caller of the one store.
+    query_max_execution_seconds: float = Field(default=10.0, gt=0)
+    query_max_memory_bytes: int = Field(default=1024**3, ge=16 * 1024**2)
+    # Spans of one trace page; a larger session pages through its spans with a cursor.
+    trace_page_max_spans: int = Field(default=5000, ge=10)
     # Operator work through the API (a replay on the embedded store); unset: a token the server
     # keeps in data_dir/operator-token (spanstream/operator.py).
     operator_token: str | None = None

@@ -2,18 +2,32 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC
 from typing import Any
 
-from spanstream.clickhouse import ClickHouseStore
+from api.reader import CappedReader
+from api.window import TimeWindow, micros
 
-_FIELDS = """session_id, version, first_at, last_at, duration_ms, spans, llm_calls, tool_calls,
+SESSION_FIELDS = """session_id, version, first_at, last_at, duration_ms, spans, llm_calls, tool_calls,
     failed_calls, errors, agents, servers, models, input_tokens, output_tokens, cache_read_tokens,
     cache_creation_tokens, thinking_tokens, cost_nano_usd, unpriced_calls, status,
     -- `incomplete` is judged when read: an open session that otherwise looks healthy and has
     -- had no span for the configured time (docs/health-tags.md).
     if(status = 'open' AND health_tag IN ('success', 'success_with_fallback')
        AND last_at < now64(6) - toIntervalSecond({incomplete_after:UInt64}), 'incomplete', health_tag) AS tag"""
+
+# sort name -> (column, ClickHouse type of its cursor value, Python type of it). Times travel in
+# cursors as integer microseconds, so a page boundary is exact.
+SORTS = {
+    "last_at": ("last_at", "Int64", int),
+    "first_at": ("first_at", "Int64", int),
+    "cost": ("cost_nano_usd", "UInt64", int),
+    "duration": ("duration_ms", "Float64", float),
+    "spans": ("spans", "UInt32", int),
+    "errors": ("errors", "UInt32", int),
+}
+_TIME_SORTS = ("last_at", "first_at")
 
 
 def _utc(row: dict[str, Any], *names: str) -> dict[str, Any]:
@@ -23,51 +37,81 @@ def _utc(row: dict[str, Any], *names: str) -> dict[str, Any]:
     return row
 
 
-async def list_sessions(
-    store: ClickHouseStore, project_id: str, hours: float, limit: int, incomplete_after: float,
-    health_tag: str | None = None,
-) -> list[dict[str, Any]]:
-    tag_filter = "AND tag = {health_tag:String}" if health_tag else ""
-    rows = await store.query(
-        f"""SELECT {_FIELDS} FROM sessions FINAL
-            WHERE project_id = {{project_id:String}}
-              AND last_at >= now64(6) - toIntervalSecond({{seconds:UInt64}}) {tag_filter}
-            ORDER BY last_at DESC, session_id
-            LIMIT {{limit:UInt32}}""",
-        {"project_id": project_id, "seconds": int(hours * 3600), "limit": limit, "health_tag": health_tag,
-         "incomplete_after": int(incomplete_after)},
-    )
-    return [_tagged(_utc(row, "first_at", "last_at")) for row in rows]
-
-
 def _tagged(row: dict[str, Any]) -> dict[str, Any]:
     row["health_tag"] = row.pop("tag")
     return row
 
 
-async def get_session(
-    store: ClickHouseStore, project_id: str, session_id: str, incomplete_after: float
-) -> dict[str, Any] | None:
-    rows = await store.query(
-        f"""SELECT {_FIELDS} FROM sessions FINAL
-            WHERE project_id = {{project_id:String}} AND session_id = {{session_id:String}}""",
-        {"project_id": project_id, "session_id": session_id, "incomplete_after": int(incomplete_after)},
-    )
-    if not rows:
-        return None
-    costs = await store.query(
-        """SELECT hour, model_id, agent_name, server_name, calls, input_tokens, output_tokens,
-                  cache_read_tokens, cache_creation_tokens, thinking_tokens, cost_nano_usd
-           FROM session_costs FINAL
-           WHERE project_id = {project_id:String} AND session_id = {session_id:String}
-           ORDER BY hour, model_id, agent_name, server_name""",
-        {"project_id": project_id, "session_id": session_id},
-    )
-    return {**_tagged(_utc(rows[0], "first_at", "last_at")), "costs": [_utc(cost, "hour") for cost in costs]}
+def session_out(row: dict[str, Any]) -> dict[str, Any]:
+    """A row of SESSION_FIELDS as the API shows it."""
+    return _tagged(_utc(row, "first_at", "last_at"))
 
 
-async def summarize_sessions(store: ClickHouseStore, project_id: str, hours: float) -> dict[str, Any]:
-    rows = await store.query(
+@dataclass(frozen=True)
+class SessionFilter:
+    agent: str | None = None
+    health_tag: str | None = None
+    status: str | None = None
+    server: str | None = None
+    model: str | None = None
+    min_cost_nano_usd: int | None = None
+    max_cost_nano_usd: int | None = None
+
+    def sql(self) -> tuple[str, dict[str, Any]]:
+        clauses, parameters = [], {}
+        for name, clause in (
+            ("agent", "has(agents, {agent:String})"),
+            ("health_tag", "tag = {health_tag:String}"),
+            ("status", "status = {status:String}"),
+            ("server", "has(servers, {server:String})"),
+            ("model", "has(models, {model:String})"),
+            ("min_cost_nano_usd", "cost_nano_usd >= {min_cost_nano_usd:UInt64}"),
+            ("max_cost_nano_usd", "cost_nano_usd <= {max_cost_nano_usd:UInt64}"),
+        ):
+            value = getattr(self, name)
+            if value is not None:
+                clauses.append(clause)
+                parameters[name] = value
+        return "".join(f" AND {clause}" for clause in clauses), parameters
+
+
+def sort_key(row: dict[str, Any], sort: str) -> list:
+    """The cursor values of a listed row: its sort value, then its session id."""
+    column = SORTS[sort][0]
+    value = row[column]
+    return [micros(value) if sort in _TIME_SORTS else value, row["session_id"]]
+
+
+async def list_sessions(
+    reader: CappedReader, project_id: str, window: TimeWindow, incomplete_after: float, *,
+    filters: SessionFilter = SessionFilter(), sort: str = "last_at", descending: bool = True,
+    after: list | None = None, limit: int = 100,
+) -> list[dict[str, Any]]:
+    """Sessions active in the window (a span between its start and end), ordered by `sort` and
+    then session id, starting after the keyset `after` ([sort value, session id]); up to `limit`."""
+    column, cursor_type, _ = SORTS[sort]
+    where, parameters = filters.sql()
+    if after is not None:
+        bound = f"fromUnixTimestamp64Micro({{after_value:{cursor_type}}}, 'UTC')" if sort in _TIME_SORTS \
+            else f"{{after_value:{cursor_type}}}"
+        where += f" AND ({column}, session_id) {'<' if descending else '>'} ({bound}, {{after_id:String}})"
+        parameters.update(after_value=after[0], after_id=after[1])
+    direction = "DESC" if descending else "ASC"
+    rows = await reader.rows(
+        f"""SELECT {SESSION_FIELDS} FROM sessions FINAL
+            WHERE project_id = {{project_id:String}}
+              AND last_at >= fromUnixTimestamp64Micro({{window_start:Int64}}, 'UTC')
+              AND first_at <= fromUnixTimestamp64Micro({{window_end:Int64}}, 'UTC') {where}
+            ORDER BY {column} {direction}, session_id {direction}
+            LIMIT {{limit:UInt32}}""",
+        {"project_id": project_id, **window.parameters(),
+         "limit": limit, "incomplete_after": int(incomplete_after), **parameters},
+    )
+    return [session_out(row) for row in rows]
+
+
+async def summarize_sessions(reader: CappedReader, project_id: str, hours: float) -> dict[str, Any]:
+    rows = await reader.rows(
         """SELECT count() AS sessions, sum(spans) AS spans, sum(cost_nano_usd) AS cost_nano_usd,
                   countIf(status = 'open') AS open_sessions
            FROM sessions FINAL
