@@ -82,7 +82,7 @@ def main() -> None:
     settings = load_settings(postgres_dsn=dsn, health_checks_topic=f"bench-health-checks-{suffix}",
                              spans_topic=f"bench-probe-spans-{suffix}", sessions_topic=f"bench-probe-sessions-{suffix}",
                              health_topic=f"bench-probe-health-{suffix}", worker_id=f"bench-probe-{suffix}",
-                             probe_refresh_seconds=1.0, probe_concurrency=args.concurrency)
+                             probe_refresh_seconds=1.0, probe_concurrency=args.concurrency, probe_stdio=True)
     tools = Path(tempfile.mkdtemp()) / "tools.json"
     tools.write_text(json.dumps([{"name": "search", "description": "Search", "params": ["q"]}, {"name": "fetch", "params": ["url"]}]))
     port = 18000 + int(suffix[:4], 16) % 2000

@@ -64,9 +64,10 @@ class Settings(BaseSettings):
     # project and name; a prober probes the shards whose PostgreSQL advisory lock it holds, so two
     # probers never probe one server, and a standby takes over a shard whose prober died.
     probe_in_serve: bool = True
-    # A stdio server is a command the prober runs on its own host; registering one needs the
-    # admin role. Off: none can be registered and the prober skips those already registered.
-    probe_stdio: bool = True
+    # A stdio server is a command the prober runs on its own host, so it is off unless turned on
+    # (a single-tenant deployment); even then registering one needs the admin role. Off: none
+    # can be registered and the prober skips those already registered.
+    probe_stdio: bool = False
     probe_shards: int = Field(default=1, ge=1, le=1024)
     # Unset: take any shard that is free; set: only this one (0 .. probe_shards - 1).
     probe_shard: int | None = Field(default=None, ge=0)

@@ -29,6 +29,7 @@ from spanstream.kafka import ensure_topics
 from spanstream.producer import make_producer
 from spanstream.prober import ShardLocks
 from tests.conftest import free_port
+from tests.metadata import api as metadata_api
 from tests.processes import start_spanstream
 from tests.test_kafka import consume
 
@@ -141,6 +142,7 @@ def _start_serve(settings, data_dir: Path, suffix: str, **env: str):
         "SPANSTREAM_FOLD_PROCESSES": "0",
         "SPANSTREAM_SINK_BATCH_SECONDS": "0.2",
         "SPANSTREAM_PROBE_REFRESH_SECONDS": "0.5",
+        "SPANSTREAM_PROBE_STDIO": "true",
         **env,
     }, port, data_dir / "serve.log")
     return running, {"base": running.base, "topic": topic, "events_topic": events_topic, "log": running.log}
@@ -522,3 +524,21 @@ def test_a_restarted_sink_remembers_each_servers_state(settings, project, tmp_pa
         assert len(_checks(serve, project, "kept")["items"]) == 4
     finally:
         assert running.stop() == 0, running.log.read_text()[-3000:]
+
+
+def test_stdio_servers_are_off_unless_turned_on_and_an_ingestion_only_api_lists_without_status(settings, tmp_path):
+    async def scenario():
+        project_id, keys = await _project_keys(settings.postgres_dsn)
+        admin = {"X-API-Key": keys["admin"]}
+        async with metadata_api(settings) as client:  # defaults: stdio off; no analytics store
+            refused = await client.post("/api/mcp/servers", json=_stdio("local", tmp_path / "t.json"), headers=admin)
+            assert refused.status_code == 400 and "SPANSTREAM_PROBE_STDIO" in refused.text
+            remote = {"name": "remote", "transport": "streamable_http", "url": "http://127.0.0.1:9/mcp", "enabled": False}
+            assert (await client.post("/api/mcp/servers", json=remote, headers=admin)).status_code == 201
+            listed = (await client.get("/api/mcp/servers", headers=admin)).json()
+            assert [(s["name"], s["latest"]) for s in listed["items"]] == [("remote", None)]
+            history = await client.get("/api/mcp/servers/remote/checks", headers=admin)
+            assert history.status_code == 503 and "ingestion only" in history.text
+        await _delete_servers(settings.postgres_dsn, project_id)
+
+    asyncio.run(scenario())

@@ -1,11 +1,12 @@
-"""MCP server health as the health-check sink wrote it to ClickHouse (streams/health_checks.py)."""
+"""MCP server health as the health-check sink wrote it to ClickHouse (streams/health_checks.py),
+read with the query layer's caps (api/reader.py)."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import Any
 
-from spanstream.clickhouse import ClickHouseStore
+from api.reader import CappedReader
 
 _CHECK_FIELDS = """check_id, checked_at, status, latency_ms, initialize_ms, list_tools_ms, tool_count,
     tools_hash, tool_names, error, server_version, protocol_version, transport, prober"""
@@ -21,11 +22,11 @@ def _utc(row: dict[str, Any], *names: str) -> dict[str, Any]:
     return row
 
 
-async def latest_health(store: ClickHouseStore, project_id: str, server_names: list[str]) -> dict[str, dict[str, Any]]:
+async def latest_health(reader: CappedReader, project_id: str, server_names: list[str]) -> dict[str, dict[str, Any]]:
     """Each named server's latest check, by name (servers never checked are absent)."""
     if not server_names:
         return {}
-    rows = await store.query(
+    rows = await reader.rows(
         """SELECT server_name, check_id, checked_at, status, latency_ms, tool_count, tools_hash, error,
                   status_since, last_up_at
            FROM mcp_server_health FINAL
@@ -36,11 +37,11 @@ async def latest_health(store: ClickHouseStore, project_id: str, server_names: l
 
 
 async def list_checks(
-    store: ClickHouseStore, project_id: str, server_name: str, before: tuple[datetime, str] | None,
+    reader: CappedReader, project_id: str, server_name: str, before: tuple[datetime, str] | None,
     limit: int, status: str | None = None,
 ) -> list[dict[str, Any]]:
     """Checks newest first, strictly before the (checked_at, check_id) position `before`."""
-    rows = await store.query(
+    rows = await reader.rows(
         f"""SELECT {_CHECK_FIELDS} FROM mcp_health_checks FINAL
             WHERE project_id = {{project_id:String}} AND server_name = {{server:String}}
               AND ({{status:Nullable(String)}} IS NULL OR status = {{status:Nullable(String)}})
@@ -55,12 +56,12 @@ async def list_checks(
 
 
 async def list_events(
-    store: ClickHouseStore, project_id: str, server_name: str, before: tuple[datetime, str, str] | None,
+    reader: CappedReader, project_id: str, server_name: str, before: tuple[datetime, str, str] | None,
     limit: int, kind: str | None = None,
 ) -> list[dict[str, Any]]:
     """Drift and status-change events newest first, strictly before the (at, check_id, kind)
     position `before` (one check can cause two events: drift, and a status change)."""
-    rows = await store.query(
+    rows = await reader.rows(
         f"""SELECT {_EVENT_FIELDS} FROM mcp_health_events FINAL
             WHERE project_id = {{project_id:String}} AND server_name = {{server:String}}
               AND ({{kind:Nullable(String)}} IS NULL OR kind = {{kind:Nullable(String)}})

@@ -11,7 +11,8 @@ from urllib.parse import urlsplit
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from api.deps import AppSettings, CurrentProject, Pool, Store, WriterCaller
+from api.deps import AppSettings, CurrentProject, Pool, WriterCaller
+from api.reader import CappedReader, Reader
 from api.repositories.mcp_health import latest_health, list_checks, list_events
 from api.repositories.mcp_servers import (
     EDITABLE, DuplicateServer, create_server, delete_server, get_server, list_servers, update_server,
@@ -167,12 +168,15 @@ class EventPage(BaseModel):
     next_cursor: str | None
 
 
-async def _optional_store(request: Request) -> ClickHouseStore | None:
+async def _optional_reader(request: Request, settings: AppSettings) -> CappedReader | None:
     # The server list works on an ingestion-only API too, without the latest status.
-    return request.app.state.store
+    store: ClickHouseStore | None = request.app.state.store
+    if store is None:
+        return None
+    return CappedReader(store, settings.query_max_execution_seconds, settings.query_max_memory_bytes)
 
 
-OptionalStore = Annotated[ClickHouseStore | None, Depends(_optional_store)]
+OptionalReader = Annotated[CappedReader | None, Depends(_optional_reader)]
 
 
 def _encode_cursor(*position: Any) -> str:
@@ -229,21 +233,21 @@ async def register(body: ServerIn, caller: WriterCaller, pool: Pool, settings: A
 
 @router.get("", response_model=ServerPage, summary="The project's MCP servers with their latest status")
 async def servers(
-    project: CurrentProject, pool: Pool, store: OptionalStore,
+    project: CurrentProject, pool: Pool, reader: OptionalReader,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100, cursor: str | None = None,
 ) -> ServerPage:
     after = _decode_cursor(cursor, 1)[0] if cursor else None
     rows = await list_servers(pool, project.id, after, limit + 1)
     page, more = rows[:limit], len(rows) > limit
-    latest = await latest_health(store, str(project.id), [row["name"] for row in page]) if store else {}
+    latest = await latest_health(reader, str(project.id), [row["name"] for row in page]) if reader else {}
     items = [ServerOut(**_redacted(row), latest=latest.get(row["name"])) for row in page]
     return ServerPage(items=items, next_cursor=_encode_cursor(page[-1]["name"]) if more else None)
 
 
 @router.get("/{name}", response_model=ServerOut, summary="One MCP server with its latest status")
-async def server(name: str, project: CurrentProject, pool: Pool, store: OptionalStore) -> ServerOut:
+async def server(name: str, project: CurrentProject, pool: Pool, reader: OptionalReader) -> ServerOut:
     found = await _registered(pool, project, name)
-    latest = await latest_health(store, str(project.id), [name]) if store else {}
+    latest = await latest_health(reader, str(project.id), [name]) if reader else {}
     return ServerOut(**_redacted(found), latest=latest.get(name))
 
 
@@ -278,13 +282,13 @@ async def remove(name: str, caller: WriterCaller, pool: Pool) -> Response:
 
 @router.get("/{name}/checks", response_model=CheckPage, summary="The server's checks, newest first")
 async def checks(
-    name: str, project: CurrentProject, pool: Pool, store: Store,
+    name: str, project: CurrentProject, pool: Pool, reader: Reader,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100, cursor: str | None = None,
     status_: Annotated[Literal["up", "degraded", "down"] | None, Query(alias="status")] = None,
 ) -> CheckPage:
     await _registered(pool, project, name)
     before = tuple(_decode_cursor(cursor, 2)) if cursor else None
-    rows = await list_checks(store, str(project.id), name, before, limit + 1, status_)
+    rows = await list_checks(reader, str(project.id), name, before, limit + 1, status_)
     page, more = rows[:limit], len(rows) > limit
     next_cursor = _encode_cursor(page[-1]["checked_at"], page[-1]["check_id"]) if more else None
     return CheckPage(items=[CheckOut(**row) for row in page], next_cursor=next_cursor)
@@ -292,13 +296,13 @@ async def checks(
 
 @router.get("/{name}/events", response_model=EventPage, summary="Schema drift and status changes, newest first")
 async def events(
-    name: str, project: CurrentProject, pool: Pool, store: Store,
+    name: str, project: CurrentProject, pool: Pool, reader: Reader,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100, cursor: str | None = None,
     kind: Literal["schema_drift", "down", "recovered", "degraded"] | None = None,
 ) -> EventPage:
     await _registered(pool, project, name)
     before = tuple(_decode_cursor(cursor, 3)) if cursor else None
-    rows = await list_events(store, str(project.id), name, before, limit + 1, kind)
+    rows = await list_events(reader, str(project.id), name, before, limit + 1, kind)
     page, more = rows[:limit], len(rows) > limit
     last = page[-1] if page else None
     next_cursor = _encode_cursor(last["at"], last["check_id"], last["kind"]) if more else None
