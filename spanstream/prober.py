@@ -141,7 +141,6 @@ class Prober:
         self._in_flight: dict[str, asyncio.Task] = {}
         self._slots = asyncio.Semaphore(settings.probe_concurrency)
         self._wake = asyncio.Event()
-        self.published = 0
 
     async def run(self, stopping: asyncio.Event) -> None:
         """Probes until `stopping` is set; then lets no new probe start and cancels those in flight."""
@@ -198,7 +197,6 @@ class Prober:
                 check = await probe(server, self.name)
             HEALTH_CHECKS.labels(server=server.name, status=check.status).inc()
             await publisher.publish(check)
-            self.published += 1
         except asyncio.CancelledError:
             raise
         except Exception:  # noqa: BLE001 - one server's failure must not stop the others
