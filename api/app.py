@@ -17,8 +17,9 @@ from api.ratelimit import SpanRateLimiter
 from api.replay_jobs import Replayer, ReplayJobs
 from api.price_book import CachedPriceBook
 from api.reader import answer_capped_queries
-from api.routers import (admin, agents, audit, auth, costs, health, ingest, invites, keys, mcp_servers, otlp, projects,
-                         servers, sessions, spans)
+from api.routers import (admin, agents, alerts, audit, auth, costs, health, ingest, invites, keys, mcp_servers, otlp,
+                         pricing, projects, servers, sessions, slos, spans, sql)
+from api.validation import install_validation_handler
 from spanstream.clickhouse import ClickHouseStore
 from spanstream.settings import Settings
 
@@ -64,10 +65,15 @@ def create_app(settings: Settings, store: ClickHouseStore | None, replayer: Repl
     app.include_router(metrics_router)
     app.add_middleware(HttpMetrics)
     install_error_handlers(app)
+    install_validation_handler(app)
     app.include_router(auth.router)
     app.include_router(projects.router)
     app.include_router(invites.router)
     app.include_router(keys.router)
     app.include_router(audit.router)
+    app.include_router(slos.router)
+    app.include_router(alerts.router)
+    app.include_router(pricing.router)
+    app.include_router(sql.router)
     app.include_router(mcp_servers.router)
     return app
