@@ -18,8 +18,8 @@ from api.ratelimit import SpanRateLimiter
 from api.replay_jobs import Replayer, ReplayJobs
 from api.price_book import CachedPriceBook
 from api.reader import answer_capped_queries
-from api.routers import (admin, agents, alerts, audit, auth, costs, health, ingest, invites, keys, live, otlp, pricing,
-                         projects, servers, sessions, slos, spans, sql)
+from api.routers import (admin, agents, alerts, audit, auth, costs, health, ingest, invites, keys, live, mcp_servers,
+                         otlp, pricing, projects, servers, sessions, slos, spans, sql)
 from api.validation import install_validation_handler
 from spanstream.clickhouse import ClickHouseStore
 from spanstream.settings import Settings
@@ -80,4 +80,5 @@ def create_app(settings: Settings, store: ClickHouseStore | None, replayer: Repl
     app.include_router(alerts.router)
     app.include_router(pricing.router)
     app.include_router(sql.router)
+    app.include_router(mcp_servers.router)
     return app

@@ -22,6 +22,7 @@ def _parser() -> argparse.ArgumentParser:
     commands.add_parser("api", help="run the HTTP API (needs a ClickHouse server)")
     commands.add_parser("serve", help="run the API, the ClickHouse sinks and a fold worker (the embedded store's way)")
     commands.add_parser("fold", help="run one fold worker: sessions, costs and health tags (no analytics store)")
+    commands.add_parser("probe", help="run an MCP server prober alone (health checks to Kafka; no analytics store)")
     commands.add_parser("ingest", help="run the API for ingestion only (no analytics store)")
     commands.add_parser("dev", help="infra, migrations, worker, API and demo spans on the embedded defaults")
     replay = commands.add_parser("replay", help="rebuild the derived views from the retained spans topic")
@@ -159,6 +160,14 @@ def main(argv: list[str] | None = None) -> None:
             from spanstream.dev import create_key
 
             print(asyncio.run(create_key(settings, args.project, args.role)))
+        elif args.command == "probe":
+            from spanstream.kafka import ensure_topics
+            from spanstream.migrate import migrate_postgres
+            from spanstream.prober import run_prober
+
+            ensure_topics(settings)
+            asyncio.run(migrate_postgres(settings.postgres_dsn))
+            run_prober(settings)
         elif args.command == "create-user":
             from api.errors import MetadataError
             from spanstream.accounts import create_user

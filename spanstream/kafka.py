@@ -36,6 +36,14 @@ def changelog_topic_name(settings: Settings, table: str) -> str:
     return f"{settings.worker_id}-{table}-changelog"
 
 
+HEALTH_STATE_TABLE = "mcp_server_health"
+
+
+def health_state_changelog_name(settings: Settings) -> str:
+    """The changelog of the sink app's (`{worker_id}-sink`) MCP server health table."""
+    return f"{settings.worker_id}-sink-{HEALTH_STATE_TABLE}-changelog"
+
+
 def topic_specs(settings: Settings) -> list[NewTopic]:
     spans = settings.spans_topic
     retention_ms = int(settings.spans_retention_hours * 60 * 60 * 1000)
@@ -72,6 +80,14 @@ def topic_specs(settings: Settings) -> list[NewTopic]:
         }),
         NewTopic(settings.alerts_topic, settings.spans_partitions, 1, config={
             "retention.ms": str(retention_ms), "compression.type": "lz4",
+        }),
+        NewTopic(settings.health_check_events_topic, settings.spans_partitions, 1, config={
+            "retention.ms": str(retention_ms), "compression.type": "lz4",
+        }),
+        # The health-check sink's table of each server's last check: co-partitioned with
+        # `health.checks` (streams/health_checks.py).
+        NewTopic(health_state_changelog_name(settings), settings.spans_partitions, 1, config={
+            "cleanup.policy": "compact", "compression.type": "lz4",
         }),
         # The sessions table's changelog: co-partitioned with `spans`, which Faust requires.
         NewTopic(changelog_topic_name(settings, "sessions"), settings.spans_partitions, 1, config={

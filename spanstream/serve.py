@@ -33,12 +33,14 @@ from spanstream.metrics import serve_metrics
 from spanstream.metrics_dir import process_dir
 from spanstream.migrate import apply_spans_ttl, migrate_clickhouse, migrate_postgres
 from spanstream.operator import operator_token
+from spanstream.prober import ProberService
 from spanstream.replay import replay
 from spanstream.settings import Settings
 from streams.agents import register_fold_agents, register_sink_agents
 from streams.app import create_faust_app
 from streams.batcher import SpanBatcher
 from streams.health import rules_from_budgets
+from streams.health_checks import register_health_check_agents
 from streams.pricing_source import PriceBookRefresher
 
 log = logging.getLogger(__name__)
@@ -230,7 +232,10 @@ def run(settings: Settings, *, api: bool = True, fold_processes: int = 1,
     apply_spans_ttl(store, settings.spans_ttl_days)
     app = create_faust_app(settings, f"{settings.worker_id}-sink", "sink")
     register_sink_agents(app, settings, store)
+    register_health_check_agents(app, settings, store)
     services: list[mode.Service] = [StoreCloser(store)]
+    if settings.probe_in_serve:
+        services.append(ProberService(settings))
     if fold_processes:
         services.append(FoldProcesses(fold_processes))
     if api:

@@ -40,6 +40,9 @@ class Settings(BaseSettings):
     # by the live feed as `health:check` and `alert` (docs/live-feed.md).
     health_checks_topic: str = "health.checks"
     alerts_topic: str = "alerts"
+    # What the health-check sink derives from the checks: schema drift and status changes (down,
+    # recovered, degraded), for alerting (docs/health-checks.md).
+    health_check_events_topic: str = "health.checks.events"
     # Health rules (docs/health-tags.md).
     loop_threshold: int = Field(default=3, ge=2)
     # Session budgets, JSON: {"<project id>": {"tokens": 100000, "usd": 2.5},
@@ -68,6 +71,22 @@ class Settings(BaseSettings):
     # wakes once per interval, not once per event, which is what lets one process serve a
     # thousand clients at a thousand events a second.
     live_flush_seconds: float = Field(default=0.05, gt=0, le=1)
+    # MCP health checks (docs/health-checks.md). `spanstream serve` runs a prober unless this is
+    # off; `spanstream probe` runs one alone. Servers are split into `probe_shards` by a hash of
+    # project and name; a prober probes the shards whose PostgreSQL advisory lock it holds, so two
+    # probers never probe one server, and a standby takes over a shard whose prober died.
+    probe_in_serve: bool = True
+    # A stdio server is a command the prober runs on its own host, so it is off unless turned on
+    # (a single-tenant deployment); even then registering one needs the admin role. Off: none
+    # can be registered and the prober skips those already registered.
+    probe_stdio: bool = False
+    probe_shards: int = Field(default=1, ge=1, le=1024)
+    # Unset: take any shard that is free; set: only this one (0 .. probe_shards - 1).
+    probe_shard: int | None = Field(default=None, ge=0)
+    # How often the prober rereads the registered servers and tries to take free shards.
+    probe_refresh_seconds: float = Field(default=10.0, gt=0)
+    # Probes in flight at once per prober: each may hold a child process or a connection.
+    probe_concurrency: int = Field(default=16, ge=1, le=1024)
     # Caps on every query the read endpoints run, so one expensive request (a year-long window,
     # a huge session) answers 503/504 instead of starving every other caller of the one store.
     query_max_execution_seconds: float = Field(default=10.0, gt=0)

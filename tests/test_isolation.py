@@ -33,6 +33,7 @@ BODIES = {
     ("POST", "/api/projects/{project}/keys"): {"name": "intruder", "role": "admin"},
     ("PUT", "/api/slos/{slo_id}"): SLO,
     ("PUT", "/api/alerts/rules/{rule_id}"): RULE,
+    ("PATCH", "/api/mcp/servers/{name}"): {"enabled": True},
 }
 
 
@@ -70,6 +71,9 @@ async def world(settings, store):
             b["session_id"] = session[0].session_id
             b["name"] = next(span.server_name for span in session if span.server_name)
             b["agent"] = next(span.agent_name for span in session if span.agent_name)
+            # B registers the MCP server its spans call, so /api/mcp/servers/{name} has something of B's.
+            await _as_b_admin(client, b_headers, "POST", "/api/mcp/servers", {
+                "name": b["name"], "transport": "streamable_http", "url": "http://127.0.0.1:9/mcp", "enabled": False})
             client.app = app
             yield {"client": client, "a_key": {"X-API-Key": key_a}, "b_login": b_headers,
                    "a_login": bearer(token_a, project_a["id"]), "b": b}
@@ -100,6 +104,8 @@ async def test_nothing_of_another_project_is_found_or_changed(world, credential)
     for path in (f"/api/projects/{b['project']}", f"/api/slos/{b['slo_id']}", f"/api/alerts/rules/{b['rule_id']}",
                  f"/api/agents/sessions/{b['session_id']}"):
         assert (await client.get(path, headers=b_headers)).status_code == 200, path
+    server = await client.get(f"/api/mcp/servers/{b['name']}", headers=b_headers)
+    assert server.status_code == 200 and server.json()["enabled"] is False
     keys = (await client.get(f"/api/projects/{b['project']}/keys", headers=b_headers)).json()["items"]
     assert [key["revoked_at"] for key in keys if key["id"] == b["key_id"]] == [None]
 
