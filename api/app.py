@@ -15,7 +15,7 @@ from api.errors import install_error_handlers
 from api.publisher import SpanPublisher
 from api.ratelimit import SpanRateLimiter
 from api.replay_jobs import Replayer, ReplayJobs
-from api.routers import admin, audit, auth, health, ingest, invites, keys, otlp, projects, sessions, spans
+from api.routers import admin, alerts, audit, auth, health, ingest, invites, keys, otlp, pricing, projects, sessions, slos, spans, sql
 from spanstream.clickhouse import ClickHouseStore
 from spanstream.settings import Settings
 
@@ -61,4 +61,8 @@ def create_app(settings: Settings, store: ClickHouseStore | None, replayer: Repl
     app.include_router(invites.router)
     app.include_router(keys.router)
     app.include_router(audit.router)
+    app.include_router(slos.router)
+    app.include_router(alerts.router)
+    app.include_router(pricing.router)
+    app.include_router(sql.router)
     return app

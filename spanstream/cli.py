@@ -37,7 +37,44 @@ def _parser() -> argparse.ArgumentParser:
     user.add_argument("email")
     user.add_argument("--project", required=True, help="project slug; created if it does not exist")
     user.add_argument("--role", choices=("admin", "member", "viewer"), default="admin")
+    sql = commands.add_parser("sql", help="run one read-only ClickHouse query over your project through the API (admin key)")
+    sql.add_argument("query", help='e.g. "SELECT health_tag, count() FROM sessions FINAL GROUP BY health_tag"')
+    sql.add_argument("--json", action="store_true", help="print the API's JSON answer instead of a table")
+    sessions = commands.add_parser("sessions", help="recent sessions of your project as a table, through the API")
+    sessions.add_argument("--hours", type=float, default=24, help="how far back (default 24)")
+    sessions.add_argument("--limit", type=int, default=20, help="at most this many sessions (default 20)")
+    sessions.add_argument("--health-tag", help="only sessions with this health tag")
+    for client in (sql, sessions):
+        client.add_argument("--url", help="the API's base URL (default http://SPANSTREAM_API_HOST:SPANSTREAM_API_PORT); "
+                                          "the key comes from SPANSTREAM_API_KEY or .data/dev-api-key")
     return parser
+
+
+def _api_command(args, settings) -> None:
+    """`spanstream sql` and `spanstream sessions`: HTTP calls, so they work while serve holds the store."""
+    import json
+
+    from spanstream.api_client import ApiError, api_key, call_api, default_url, render_table
+
+    try:
+        key, url = api_key(settings), args.url or default_url(settings)
+        if args.command == "sql":
+            answer = call_api(url, key, "POST", "/api/sql", json={"sql": args.query})
+            if args.json:
+                print(json.dumps(answer, indent=2))
+                return
+            print(render_table([c["name"] for c in answer["columns"]], answer["rows"]))
+            print(f"({answer['row_count']} row{'s' if answer['row_count'] != 1 else ''})")
+        else:
+            params = {"hours": args.hours, "limit": args.limit, **({"health_tag": args.health_tag} if args.health_tag else {})}
+            items = call_api(url, key, "GET", "/api/agents/sessions", params=params)["items"]
+            columns = ["session_id", "last_at", "duration_ms", "spans", "agents", "health_tag", "status", "cost_usd"]
+            rows = [[item["session_id"], item["last_at"][:19].replace("T", " "), item["duration_ms"], item["spans"],
+                     item["agents"], item["health_tag"], item["status"], item["cost_usd"]] for item in items]
+            print(render_table(columns, rows))
+            print(f"({len(rows)} session{'s' if len(rows) != 1 else ''} in the last {args.hours:g} h)")
+    except ApiError as error:
+        sys.exit(f"spanstream {args.command}: {error}")
 
 
 def _moment(text: str) -> datetime:
@@ -75,6 +112,9 @@ def main(argv: list[str] | None = None) -> None:
     from spanstream.kafka import KafkaUnavailable
     from spanstream.migrate import MigrationError
 
+    if args.command in ("sql", "sessions"):
+        _api_command(args, settings)
+        return
     try:
         if args.command == "infra":
             from spanstream.infra import infra

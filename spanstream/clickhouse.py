@@ -120,6 +120,15 @@ class ClickHouseStore:
             result = self._require().query(sql, parameters=parameters, settings=settings)
         return [dict(zip(result.column_names, row)) for row in result.result_rows]
 
+    def query_table_sync(
+        self, sql: str, parameters: dict[str, Any] | None = None, settings: dict[str, Any] | None = None
+    ) -> tuple[list[str], list[str], list[Sequence[Any]]]:
+        """Column names, their ClickHouse types and the rows, in order: for results whose
+        columns are not known in advance (duplicate names would collapse in a dict)."""
+        with self._lock:
+            result = self._require().query(sql, parameters=parameters, settings=settings)
+        return list(result.column_names), [t.name for t in result.column_types], list(result.result_rows)
+
     def insert_sync(self, table: str, rows: Sequence[Sequence[Any]], column_names: Sequence[str]) -> None:
         if not rows:
             return
@@ -142,6 +151,11 @@ class ClickHouseStore:
         self, sql: str, parameters: dict[str, Any] | None = None, settings: dict[str, Any] | None = None
     ) -> list[dict[str, Any]]:
         return await asyncio.to_thread(self.query_sync, sql, parameters, settings)
+
+    async def query_table(
+        self, sql: str, parameters: dict[str, Any] | None = None, settings: dict[str, Any] | None = None
+    ) -> tuple[list[str], list[str], list[Sequence[Any]]]:
+        return await asyncio.to_thread(self.query_table_sync, sql, parameters, settings)
 
     async def insert(self, table: str, rows: Sequence[Sequence[Any]], column_names: Sequence[str]) -> None:
         await asyncio.to_thread(self.insert_sync, table, rows, column_names)

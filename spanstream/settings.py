@@ -53,6 +53,12 @@ class Settings(BaseSettings):
     # How long a request waits for the broker's ack before answering 503.
     ingest_ack_timeout_seconds: float = Field(default=10, gt=0)
     api_access_log: bool = False
+    # Caps on one analyst query through POST /api/sql (docs/analytics.md), enforced by ClickHouse.
+    sql_max_execution_seconds: float = Field(default=10, gt=0, le=600)
+    sql_max_memory_bytes: int = Field(default=512 * 1024 * 1024, ge=16 * 1024 * 1024)
+    sql_max_result_rows: int = Field(default=10_000, ge=1, le=1_000_000)
+    # The key `spanstream sql` and `spanstream sessions` send; unset: the one in data_dir/dev-api-key.
+    api_key: str | None = None
     # Operator work through the API (a replay on the embedded store); unset: a token the server
     # keeps in data_dir/operator-token (spanstream/operator.py).
     operator_token: str | None = None

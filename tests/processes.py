@@ -52,8 +52,10 @@ def start_spanstream(command: str, env: dict[str, str], port: int, log: Path, re
     pytest.fail(f"spanstream {command} never became ready:\n{log.read_text()[-3000:]}")
 
 
-def serve_for_tests(settings, data_dir: Path, suffix: str, port: int) -> tuple[RunningSpanstream, dict[str, str]]:
-    """`spanstream serve` with its own chdb directory, topics and consumer group; returns it and its topics."""
+def serve_for_tests(settings, data_dir: Path, suffix: str, port: int,
+                    env: dict[str, str] | None = None) -> tuple[RunningSpanstream, dict[str, str]]:
+    """`spanstream serve` with its own chdb directory, topics and consumer group (and any other
+    SPANSTREAM_* settings in `env`); returns it and its topics."""
     topics = {
         "spans": f"{settings.spans_topic}-{suffix}",
         "sessions": f"{settings.sessions_topic}-{suffix}",
@@ -70,5 +72,6 @@ def serve_for_tests(settings, data_dir: Path, suffix: str, port: int) -> tuple[R
         "SPANSTREAM_SPANS_PARTITIONS": str(settings.spans_partitions),
         "SPANSTREAM_API_PORT": str(port),
         "SPANSTREAM_SINK_BATCH_SECONDS": "0.2",
+        **(env or {}),
     }, port, data_dir / "serve.log")
     return running, topics
