@@ -8,6 +8,8 @@ from contextlib import AsyncExitStack, asynccontextmanager
 import asyncpg
 from fastapi import FastAPI
 
+from api.alerts.engine import AlertEngine
+from api.alerts.feed import AlertFeed
 from api.deps import KeyCache
 from api.metrics import DeploymentCollector, HttpMetrics, Scrape
 from api.metrics import router as metrics_router
@@ -15,7 +17,7 @@ from api.errors import install_error_handlers
 from api.publisher import SpanPublisher
 from api.ratelimit import SpanRateLimiter
 from api.replay_jobs import Replayer, ReplayJobs
-from api.routers import admin, alerts, audit, auth, health, ingest, invites, keys, otlp, pricing, projects, sessions, slos, spans, sql
+from api.routers import admin, alerts, audit, auth, health, incidents, ingest, invites, keys, otlp, pricing, projects, sessions, slos, spans, sql
 from spanstream.clickhouse import ClickHouseStore
 from spanstream.settings import Settings
 
@@ -38,6 +40,13 @@ def create_app(settings: Settings, store: ClickHouseStore | None, replayer: Repl
             deployment = DeploymentCollector(settings, store)
             stack.callback(deployment.close)
             app.state.scrape = Scrape(deployment)
+            feed = AlertFeed(settings)
+            stack.callback(feed.close)
+            app.state.alert_feed = feed
+            app.state.alert_engine = None
+            if settings.alerts_engine:
+                app.state.alert_engine = await stack.enter_async_context(
+                    AlertEngine(settings, app.state.pool, store, feed))
             yield
 
     app = FastAPI(title="Spanstream", version="0.1.0", lifespan=lifespan)
@@ -63,6 +72,8 @@ def create_app(settings: Settings, store: ClickHouseStore | None, replayer: Repl
     app.include_router(audit.router)
     app.include_router(slos.router)
     app.include_router(alerts.router)
+    # After the rules router: /api/alerts/rules is not an incident id.
+    app.include_router(incidents.router)
     app.include_router(pricing.router)
     app.include_router(sql.router)
     return app

@@ -66,6 +66,14 @@ def topic_specs(settings: Settings) -> list[NewTopic]:
         NewTopic(settings.health_topic, settings.spans_partitions, 1, config={
             "retention.ms": str(retention_ms), "compression.type": "lz4",
         }),
+        # MCP server health check results, keyed project/server (docs/health-checks.md).
+        NewTopic(settings.health_checks_topic, settings.spans_partitions, 1, config={
+            "retention.ms": str(retention_ms), "compression.type": "lz4",
+        }),
+        # Alert state changes, keyed by project (docs/alerts.md); the live feed relays them.
+        NewTopic(settings.alerts_topic, settings.spans_partitions, 1, config={
+            "retention.ms": str(retention_ms), "compression.type": "lz4",
+        }),
         # The sessions table's changelog: co-partitioned with `spans`, which Faust requires.
         NewTopic(changelog_topic_name(settings, "sessions"), settings.spans_partitions, 1, config={
             "cleanup.policy": "compact", "compression.type": "lz4", "max.message.bytes": str(MAX_MESSAGE_BYTES),
