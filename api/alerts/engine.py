@@ -28,6 +28,7 @@ _TRANSIENT = (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError, 
               asyncpg.TooManyConnectionsError)
 # Any constant works; every engine of this database takes the same one for an evaluation round.
 _EVALUATION_LOCK = 0x414C5254
+_STOPPED = object()
 
 
 class AlertEngine:
@@ -37,6 +38,7 @@ class AlertEngine:
         self._store = store
         self._feed = feed
         self._wake = asyncio.Event()
+        self._stopping = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
         self._client: httpx.AsyncClient | None = None
         # Set once the consumer holds its partitions (tests wait for it before producing).
@@ -51,7 +53,12 @@ class AlertEngine:
         return self
 
     async def __aexit__(self, *exc: Any) -> None:
-        for task in self._tasks:
+        # Each loop finishes the round it is in: cancelling one mid-query (or mid-connect) would
+        # leave asyncpg's half-open connections behind, and a webhook sent but not recorded.
+        self._stopping.set()
+        self._wake.set()
+        done, pending = await asyncio.wait(self._tasks, timeout=self._settings.alerts_webhook_timeout_seconds + 5)
+        for task in pending:
             task.cancel()
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -68,31 +75,55 @@ class AlertEngine:
     async def _consume(self) -> None:
         settings = self._settings
         topics = (settings.health_topic, settings.health_checks_topic)
-        while True:
+        while not self._stopping.is_set():
             consumer = AIOKafkaConsumer(
                 *topics, bootstrap_servers=settings.kafka_bootstrap, group_id=settings.alerts_consumer_group,
                 enable_auto_commit=False, auto_offset_reset="earliest", client_id="spanstream-alerts",
             )
             try:
-                await consumer.start()
-                await self._consume_with(consumer)
+                # start() waits for the topics to exist (a fresh deployment before `migrate`).
+                if await self._unless_stopping(consumer.start()) is not _STOPPED:
+                    await self._consume_with(consumer)
             except asyncio.CancelledError:
                 raise
             except Exception as error:  # the broker went away; start over from the committed offsets
                 log.warning("alert consumer: %s; reconnecting", error)
-                await asyncio.sleep(2)
+                await self._pause(2)
             finally:
                 self.assigned.clear()
                 with contextlib.suppress(Exception):
                     await consumer.stop()
 
+    async def _unless_stopping(self, awaitable):
+        """Awaits a Kafka call, given up when the engine stops; only for calls that touch no
+        PostgreSQL state, since they may be cancelled."""
+        call, stop = asyncio.ensure_future(awaitable), asyncio.ensure_future(self._stopping.wait())
+        try:
+            await asyncio.wait({call, stop}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stop.cancel()
+        if not call.done():
+            call.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await call
+            return _STOPPED
+        return call.result()
+
+    async def _pause(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), seconds)
+
     async def _consume_with(self, consumer: AIOKafkaConsumer) -> None:
-        while True:
-            batch = await consumer.getmany(timeout_ms=500, max_records=500)
+        while not self._stopping.is_set():
+            batch = await self._unless_stopping(consumer.getmany(timeout_ms=500, max_records=500))
+            if batch is _STOPPED:
+                return
             if consumer.assignment():
                 self.assigned.set()
             for messages in batch.values():
                 for message in messages:
+                    if self._stopping.is_set():
+                        return  # uncommitted: the group's next holder sees it, PostgreSQL dedups
                     try:
                         await self._until_done(self._handle, message)
                     except Exception:  # a bug must not wedge every later alert behind this record
@@ -110,8 +141,10 @@ class AlertEngine:
             try:
                 return await handle(*args)
             except _TRANSIENT as error:
+                if self._stopping.is_set():
+                    raise
                 log.warning("alert engine: %s; retrying", error)
-                await asyncio.sleep(1)
+                await self._pause(1)
 
     async def _handle(self, message) -> None:
         if message.value is None or (time.time() - message.timestamp / 1000) > self._settings.alerts_max_event_age_seconds:
@@ -150,14 +183,14 @@ class AlertEngine:
     # -- SLO and cost rules --------------------------------------------------------------------
 
     async def _evaluate(self) -> None:
-        while True:
+        while not self._stopping.is_set():
             try:
                 await self._evaluation_round()
             except asyncio.CancelledError:
                 raise
             except Exception as error:
                 log.warning("alert evaluation: %s", error)
-            await asyncio.sleep(self._settings.alerts_evaluate_seconds)
+            await self._pause(self._settings.alerts_evaluate_seconds)
 
     async def _evaluation_round(self) -> None:
         async with self._pool.acquire() as connection:
@@ -168,6 +201,8 @@ class AlertEngine:
                 rules = await alerts.rules_of_kind(self._pool, None, ("slo_breached", "cost_budget_crossed"))
                 slos = await self._slos([rule["slo_id"] for rule in rules if rule["slo_id"] is not None])
                 for rule in rules:
+                    if self._stopping.is_set():
+                        break
                     await self._evaluate_rule(rule, slos)
             finally:
                 await connection.execute("SELECT pg_advisory_unlock($1)", _EVALUATION_LOCK)
@@ -221,7 +256,7 @@ class AlertEngine:
             self.wake()
 
     async def _dispatch(self) -> None:
-        while True:
+        while not self._stopping.is_set():
             try:
                 await self._dispatch_round()
             except asyncio.CancelledError:
@@ -238,7 +273,7 @@ class AlertEngine:
             self._feed.publish(row, "unsnoozed" if was == "snoozed" else "repeated")
         # A crashed sender's claim expires after the longest a send may take, plus a margin.
         lease = settings.alerts_webhook_timeout_seconds + 30
-        while due := await alert_deliveries.claim_due(self._pool, lease):
+        while not self._stopping.is_set() and (due := await alert_deliveries.claim_due(self._pool, lease)):
             await asyncio.gather(*(self._deliver(delivery) for delivery in due))
 
     async def _deliver(self, delivery: alert_deliveries.DueDelivery) -> None:
