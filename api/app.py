@@ -17,7 +17,8 @@ from api.errors import install_error_handlers
 from api.publisher import SpanPublisher
 from api.ratelimit import SpanRateLimiter
 from api.replay_jobs import Replayer, ReplayJobs
-from api.routers import admin, alerts, audit, auth, health, incidents, ingest, invites, keys, otlp, pricing, projects, sessions, slos, spans, sql
+from api.routers import (admin, alerts, audit, auth, health, incidents, ingest, invites, keys, otlp, pricing, projects,
+                         sessions, slos, spans, sql)
 from spanstream.clickhouse import ClickHouseStore
 from spanstream.settings import Settings
 

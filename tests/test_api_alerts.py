@@ -77,6 +77,11 @@ async def test_replacing_a_rule_keeps_or_removes_the_secret(settings, store, pro
             "name": "any server down", "kind": "mcp_server_down", "webhook_url": HOOK, "secret": None})
         assert removed.json()["has_secret"] is False
         assert (await client.get(url, headers=_h(project["viewer"]))).json()["has_secret"] is False
+        logged = (await client.get("/api/audit/logs", headers=_h(project["admin"]))).json()["items"]
+        events = [e for e in logged if e["target"] == made["id"]]
+        assert [e["action"] for e in events] == ["alert_rule.updated", "alert_rule.updated", "alert_rule.created"]
+        assert [e["details"]["secret"] for e in events[:2]] == ["replaced", "kept"]
+        assert SECRET not in str(logged)
 
 
 async def test_viewers_and_other_projects_cannot_touch_rules(settings, store, project):
@@ -95,7 +100,7 @@ async def test_viewers_and_other_projects_cannot_touch_rules(settings, store, pr
         other_slo = await _slo(client, project["other"])
         answer = await client.post("/api/alerts/rules", headers=_h(project["member"]), json={
             "name": "x", "kind": "slo_breached", "slo_id": other_slo, "webhook_url": HOOK})
-        assert answer.status_code == 422 and "no SLO" in answer.json()["detail"]
+        assert answer.status_code == 422 and "no SLO" in answer.json()["detail"][0]["msg"]
 
 
 @pytest.mark.parametrize("body, needle", [
@@ -118,3 +123,13 @@ async def test_bad_rules_are_422_with_the_reason(settings, store, project, body,
                                    json={"name": "r", "webhook_url": HOOK, **body})
     assert answer.status_code == 422, answer.text
     assert needle in answer.text
+
+
+async def test_text_with_nul_characters_is_refused(settings, store, project):
+    async with client_for(settings, store) as client:
+        answer = await client.post("/api/alerts/rules", headers=_h(project["member"]), json={
+            "name": "a\x00b", "kind": "mcp_server_down", "webhook_url": HOOK})
+        assert answer.status_code == 422 and "name may not contain NUL" in answer.text
+        answer = await client.post("/api/slos", headers=_h(project["member"]), json={
+            "name": "x", "kind": "cost_budget", "agent_name": "\x00", "target": 1, "window_hours": 1})
+        assert answer.status_code == 422 and "agent_name may not contain NUL" in answer.text

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 
+import asyncpg
 import pytest
 
 from tests.clickhouse_seed import new_project
@@ -27,6 +28,16 @@ def _model() -> str:
 def _price(model_id, start, input_price="1.5", output_price="6", **fields):
     return {"model_id": model_id, "effective_from": start, "input_usd_per_mtok": input_price,
             "output_usd_per_mtok": output_price, **fields}
+
+
+async def _audit(settings, price_ids):
+    connection = await asyncpg.connect(settings.postgres_dsn)
+    try:
+        rows = await connection.fetch("SELECT action, actor FROM audit_logs WHERE target = ANY($1::text[]) ORDER BY id",
+                                      [str(i) for i in price_ids])
+    finally:
+        await connection.close()
+    return [(row["action"], row["actor"]) for row in rows]
 
 
 async def _history(client, key, model_id):
@@ -101,7 +112,10 @@ async def test_a_new_price_closes_the_one_in_force_and_never_overlaps(settings, 
         overlap = await client.patch(f"/api/pricing/{rows[1]['id']}", headers=OPERATOR, json={"effective_to": "2025-04-01T00:00:00Z"})
         assert overlap.status_code == 409 and "overlap" in overlap.json()["detail"]
         backwards = await client.patch(f"/api/pricing/{rows[1]['id']}", headers=OPERATOR, json={"effective_to": "2024-01-01T00:00:00Z"})
-        assert backwards.status_code == 422 and "end after it starts" in backwards.json()["detail"]
+        assert backwards.status_code == 422 and "end after it starts" in backwards.json()["detail"][0]["msg"]
+        logged = await _audit(settings, [row["id"] for row in rows])
+        assert [action for action, _ in logged] == ["price.added"] * 4 + ["price.corrected"]
+        assert {actor for _, actor in logged} == {"operator"}
         missing = await client.patch(f"/api/pricing/{uuid.uuid4()}", headers=OPERATOR, json={"input_usd_per_mtok": "1"})
         assert missing.status_code == 404
         assert (await client.patch(f"/api/pricing/{rows[1]['id']}", json={"input_usd_per_mtok": "1"})).status_code == 401
@@ -126,6 +140,6 @@ async def test_bad_prices_are_422_with_the_reason(settings, store, body, needle)
 async def test_a_new_model_needs_its_provider_and_name(settings, store):
     async with client_for(settings, store, operator_token=TOKEN) as client:
         answer = await client.post("/api/pricing", headers=OPERATOR, json=_price(_model(), "2025-01-01T00:00:00Z"))
-        assert answer.status_code == 422 and "provider and display_name" in answer.json()["detail"]
+        assert answer.status_code == 422 and "provider and display_name" in answer.json()["detail"][0]["msg"]
         null = await client.patch(f"/api/pricing/{uuid.uuid4()}", headers=OPERATOR, json={"input_usd_per_mtok": None})
         assert null.status_code == 422 and "may not be null" in null.text

@@ -16,8 +16,8 @@ pytestmark = pytest.mark.anyio
 @pytest.fixture
 async def project(settings):
     project_id, keys = await new_project(settings.postgres_dsn, "slo", ("admin", "member", "viewer"))
-    _, other = await new_project(settings.postgres_dsn, "slo-other", ("member",))
-    return {"id": project_id, **keys, "other": other["member"]}
+    other_id, other = await new_project(settings.postgres_dsn, "slo-other", ("member",))
+    return {"id": project_id, **keys, "other": other["member"], "other_id": other_id}
 
 
 def _h(key):
@@ -56,6 +56,11 @@ async def test_members_define_slos_and_every_role_reads_them(settings, store, pr
 
         assert (await client.delete(f"/api/slos/{slo['id']}", headers=_h(project["member"]))).status_code == 204
         assert (await client.get(f"/api/slos/{slo['id']}", headers=_h(project["member"]))).status_code == 404
+
+        # Each write is in the project's audit log, with the key that made it.
+        logged = (await client.get("/api/audit/logs", headers=_h(project["admin"]))).json()["items"]
+        events = [(e["action"], e["actor"].split(":")[0]) for e in logged if e["target"] == slo["id"]]
+        assert events == [("slo.deleted", "key"), ("slo.updated", "key"), ("slo.created", "key")]
 
 
 async def test_slo_lists_page_with_a_cursor(settings, store, project):
@@ -121,6 +126,12 @@ async def test_status_judges_each_slo_from_the_views(settings, store, project):
     seed_cost(store, pid, "s0", NOW, planner_cost, agent_name="planner")
     seed_cost(store, pid, "s3", NOW, writer_cost, agent_name="writer")
     seed_cost(store, pid, "s6", NOW - timedelta(hours=30), 9_000_000_000, agent_name="planner")
+
+    # Another project's failures, slow calls and spending count for nothing here.
+    other = project["other_id"]
+    seed_session(store, other, "s0", NOW, health_tag="tool_failure", agents=["planner", "writer"])
+    seed_spans(store, [tool_call(other, "s0", NOW, 9000.0, agent_name="writer")])
+    seed_cost(store, other, "s0", NOW, 50_000_000_000, agent_name="planner")
 
     async with client_for(settings, store) as client:
         member = project["member"]

@@ -115,7 +115,8 @@ async def test_refused_queries_leave_the_store_writable(settings, store, project
     """chdb applies some settings for the session; a refused query must not leave it read-only."""
     admin = projects["keys"]["admin"]
     async with client_for(settings, store) as client:
-        for query in ("INSERT INTO spans (span_id) VALUES ('x')", "SELECT count() FROM spans SETTINGS readonly = 1"):
+        for query in ("INSERT INTO spans (span_id) VALUES ('x')", "SELECT count() FROM spans SETTINGS readonly = 1",
+                      "SELECT * FROM spans WHERE 0", "SELECT * FROM spans LIMIT 0", "SELEC 1"):
             await sql(client, admin, query)
         await sql(client, admin, "SELECT 1")
     session = f"after-{uuid.uuid4().hex[:6]}"

@@ -16,7 +16,7 @@ import asyncpg
 
 from api.alerts.events import Opening
 from api.alerts.payload import webhook_body
-from api.keyset import BadCursor, decode_cursor, encode_cursor
+from api.cursor import decode_cursor, page
 
 STATES = ("firing", "acknowledged", "snoozed", "resolved")
 _RULE_COLUMNS = "r.id, r.project_id, r.name, r.kind, r.tags, r.slo_id, r.server_name, r.budget_usd, r.window_hours, r.cooldown_seconds"
@@ -196,13 +196,7 @@ async def get_alert(pool: asyncpg.Pool, project_id: UUID, alert_id: UUID) -> dic
 async def list_alerts(pool: asyncpg.Pool, project_id: UUID, states: list[str] | None, rule_id: UUID | None,
                       limit: int, cursor: str | None) -> tuple[list[dict[str, Any]], str | None]:
     """Newest first."""
-    before: tuple[datetime, UUID] | None = None
-    if cursor:
-        key = decode_cursor(cursor, 2)
-        try:
-            before = (datetime.fromisoformat(key[0]), UUID(key[1]))
-        except (TypeError, ValueError) as error:
-            raise BadCursor("invalid cursor: pass back the next_cursor of a previous page") from error
+    before = decode_cursor(cursor, datetime, UUID) if cursor else None
     rows = await pool.fetch(
         f"""SELECT {_LIST_COLUMNS} FROM alerts a JOIN alert_rules r ON r.id = a.rule_id
             WHERE a.project_id = $1 AND ($2::text[] IS NULL OR a.state = ANY($2)) AND ($3::uuid IS NULL OR a.rule_id = $3)
@@ -210,6 +204,4 @@ async def list_alerts(pool: asyncpg.Pool, project_id: UUID, states: list[str] | 
             ORDER BY a.fired_at DESC, a.id DESC LIMIT $6""",
         project_id, states, rule_id, before[0] if before else None, before[1] if before else None, limit + 1,
     )
-    page = [_row(row) for row in rows[:limit]]
-    next_cursor = encode_cursor(page[-1]["fired_at"].isoformat(), page[-1]["id"]) if len(rows) > limit else None
-    return page, next_cursor
+    return page([_row(row) for row in rows], limit, lambda row: (row["fired_at"], row["id"]))

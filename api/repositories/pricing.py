@@ -14,7 +14,7 @@ from uuid import UUID
 
 import asyncpg
 
-from api.keyset import BadCursor, decode_cursor, encode_cursor
+from api.repositories.audit import Actor, record
 
 _COLUMNS = """id, provider, model_id, display_name, input_usd_per_mtok, output_usd_per_mtok,
               cache_read_usd_per_mtok, cache_creation_usd_per_mtok, thinking_usd_per_mtok,
@@ -38,34 +38,21 @@ def _overlap(model_id: str) -> PriceConflict:
 
 
 async def list_prices(pool: asyncpg.Pool, model_id: str | None, current: bool, limit: int,
-                      cursor: str | None) -> tuple[list[dict[str, Any]], str | None]:
-    """Rows by model and start; `current` keeps only the rows in force now."""
-    after: tuple[str, datetime, UUID] | None = None
-    if cursor:
-        key = decode_cursor(cursor, 3)
-        try:
-            after = (str(key[0]), datetime.fromisoformat(key[1]), UUID(key[2]))
-            if "\x00" in after[0]:
-                raise ValueError("NUL in cursor")
-        except (TypeError, ValueError) as error:
-            raise BadCursor("invalid cursor: pass back the next_cursor of a previous page") from error
+                      after: tuple[str, datetime, UUID] | None) -> list[dict[str, Any]]:
+    """Up to `limit` rows by model and start, after the (model_id, effective_from, id) of `after`;
+    `current` keeps only the rows in force now."""
     rows = await pool.fetch(
         f"""SELECT {_COLUMNS} FROM model_pricing
             WHERE ($1::text IS NULL OR model_id = $1)
               AND (NOT $2 OR (effective_from <= now() AND (effective_to IS NULL OR effective_to > now())))
               AND ($3::text IS NULL OR (model_id, effective_from, id) > ($3, $4, $5))
             ORDER BY model_id, effective_from, id LIMIT $6""",
-        model_id, current, after[0] if after else None, after[1] if after else None,
-        after[2] if after else None, limit + 1,
+        model_id, current, *(after or (None, None, None)), limit,
     )
-    page = [dict(row) for row in rows[:limit]]
-    if len(rows) <= limit:
-        return page, None
-    last = page[-1]
-    return page, encode_cursor(last["model_id"], last["effective_from"].isoformat(), last["id"])
+    return [dict(row) for row in rows]
 
 
-async def add_price(pool: asyncpg.Pool, price: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any] | None]:
+async def add_price(pool: asyncpg.Pool, price: dict[str, Any], actor: Actor) -> tuple[dict[str, Any], dict[str, Any] | None]:
     """Opens a price for `model_id` at `effective_from`, in one transaction: the row in force then
     is closed at that instant, and the new row lasts as long as that one would have (or until the
     model's next row starts, or open-ended). Returns the new row and the closed one, if any.
@@ -98,12 +85,16 @@ async def add_price(pool: asyncpg.Pool, price: dict[str, Any]) -> tuple[dict[str
                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING {_COLUMNS}""",
                 provider, price["model_id"], display_name, *(price[name] for name in PRICE_FIELDS), start, end,
             )
+            await record(connection, actor, "price.added", str(added["id"]), details={
+                "model_id": price["model_id"], "effective_from": start.isoformat(),
+                "effective_to": end.isoformat() if end else None, "closed": str(in_force["id"]) if in_force else None,
+                **{name: str(price[name]) for name in PRICE_FIELDS}})
         except asyncpg.ExclusionViolationError as error:
             raise _overlap(price["model_id"]) from error
     return dict(added), closed
 
 
-async def correct_price(pool: asyncpg.Pool, price_id: UUID, changes: dict[str, Any]) -> dict[str, Any] | None:
+async def correct_price(pool: asyncpg.Pool, price_id: UUID, changes: dict[str, Any], actor: Actor) -> dict[str, Any] | None:
     """Overwrites fields of one row, for a mistyped price or date. Spans already folded keep the
     old figures until a `replay --reprice`."""
     names = [name for name in CORRECTABLE if name in changes]
@@ -112,10 +103,15 @@ async def correct_price(pool: asyncpg.Pool, price_id: UUID, changes: dict[str, A
         return dict(row) if row else None
     assignments = ", ".join(f"{name} = ${i}" for i, name in enumerate(names, start=2))
     try:
-        row = await pool.fetchrow(
-            f"UPDATE model_pricing SET {assignments} WHERE id = $1 RETURNING {_COLUMNS}",
-            price_id, *(changes[name] for name in names),
-        )
+        async with pool.acquire() as connection, connection.transaction():
+            row = await connection.fetchrow(
+                f"UPDATE model_pricing SET {assignments} WHERE id = $1 RETURNING {_COLUMNS}",
+                price_id, *(changes[name] for name in names),
+            )
+            if row is not None:
+                await record(connection, actor, "price.corrected", str(price_id), details={
+                    "model_id": row["model_id"], **{name: str(changes[name]) if changes[name] is not None else None
+                                                    for name in names}})
     except asyncpg.ExclusionViolationError as error:
         model = await pool.fetchval("SELECT model_id FROM model_pricing WHERE id = $1", price_id)
         raise _overlap(model) from error

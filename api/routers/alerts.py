@@ -8,24 +8,25 @@ from typing import Annotated, Literal, Union
 from uuid import UUID
 
 from fastapi import APIRouter, Body, HTTPException, Query, Response, status
-from pydantic import BaseModel, ConfigDict, Field, HttpUrl, field_validator
+from pydantic import BaseModel, Field, HttpUrl, field_validator
 
-from api.deps import CurrentProject, Pool, WriterCaller
-from api.fields import Text
-from api.keyset import BadCursor
+from api.cursor import decode_cursor, page
+from api.deps import ClientIp, CurrentProject, Pool, WriterCaller
+from api.fields import RequestBody, invalid_field
+from api.models import errors
 from api.repositories.alert_rules import UnknownSlo, create_rule, delete_rule, get_rule, list_rules, replace_rule
+from api.repositories.audit import Actor
 from schemas.session import HealthTag
 
 router = APIRouter(prefix="/api/alerts/rules", tags=["alerts"])
-_NOT_FOUND = {404: {"description": "no such alert rule in this project"}}
+_CHANGE = errors({403: "needs the member role", 404: "no such alert rule in this project"})
 RuleKind = Literal["session_tagged", "slo_breached", "mcp_server_down", "mcp_server_recovered", "cost_budget_crossed"]
 
 
-class _Rule(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    name: Text = Field(min_length=1, max_length=200)
+class _Rule(RequestBody):
+    name: str = Field(min_length=1, max_length=200)
     webhook_url: HttpUrl = Field(description="http(s) URL the alert is POSTed to")
-    secret: Text | None = Field(default=None, min_length=16, max_length=256, description=(
+    secret: str | None = Field(default=None, min_length=16, max_length=256, description=(
         "signs each webhook body; never returned. On PUT: omitted keeps the stored one, null removes it"))
     enabled: bool = True
     cooldown_seconds: int = Field(default=300, ge=0, le=7 * 24 * 3600,
@@ -59,7 +60,7 @@ class SloBreachedRule(_Rule):
 class McpServerRule(_Rule):
     """Fires when MCP server `server_name` goes down (or recovers); no server_name: any server."""
     kind: Literal["mcp_server_down", "mcp_server_recovered"]
-    server_name: Text | None = Field(default=None, min_length=1, max_length=256)
+    server_name: str | None = Field(default=None, min_length=1, max_length=256)
 
 
 class CostBudgetRule(_Rule):
@@ -101,30 +102,29 @@ def _fields(rule: _Rule) -> dict:
 
 
 def _unknown_slo(error: UnknownSlo) -> HTTPException:
-    return HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(error))
+    return invalid_field(("body", "slo_id"), str(error))
 
 
-@router.get("", response_model=AlertRulePage, summary="Alert rules of the project")
+@router.get("", response_model=AlertRulePage, responses=errors({400: "malformed cursor"}), summary="Alert rules of the project")
 async def rules(project: CurrentProject, pool: Pool, limit: Annotated[int, Query(ge=1, le=500)] = 100,
                 cursor: str | None = None) -> AlertRulePage:
-    try:
-        rows, next_cursor = await list_rules(pool, project.id, limit, cursor)
-    except BadCursor as error:
-        raise HTTPException(status.HTTP_400_BAD_REQUEST, str(error)) from error
+    after = decode_cursor(cursor, datetime, UUID) if cursor else None
+    rows, next_cursor = page(await list_rules(pool, project.id, limit + 1, after), limit,
+                             lambda r: (r["created_at"], r["id"]))
     return AlertRulePage(items=[AlertRuleOut(**row) for row in rows], next_cursor=next_cursor)
 
 
 @router.post("", response_model=AlertRuleOut, status_code=status.HTTP_201_CREATED,
-             responses={422: {"description": "invalid rule, or an SLO not in this project"}},
+             responses=errors({403: "needs the member role"}),
              summary="Add an alert rule (member+)")
-async def add_rule(body: Annotated[AlertRuleIn, Body()], caller: WriterCaller, pool: Pool) -> AlertRuleOut:
+async def add_rule(body: Annotated[AlertRuleIn, Body()], caller: WriterCaller, pool: Pool, ip: ClientIp) -> AlertRuleOut:
     try:
-        return AlertRuleOut(**await create_rule(pool, caller.project.id, _fields(body)))
+        return AlertRuleOut(**await create_rule(pool, caller.project.id, _fields(body), Actor(caller.actor, ip)))
     except UnknownSlo as error:
         raise _unknown_slo(error) from error
 
 
-@router.get("/{rule_id}", response_model=AlertRuleOut, responses=_NOT_FOUND, summary="One alert rule")
+@router.get("/{rule_id}", response_model=AlertRuleOut, responses=errors({404: "no such alert rule in this project"}), summary="One alert rule")
 async def rule(rule_id: UUID, project: CurrentProject, pool: Pool) -> AlertRuleOut:
     found = await get_rule(pool, project.id, rule_id)
     if found is None:
@@ -132,12 +132,13 @@ async def rule(rule_id: UUID, project: CurrentProject, pool: Pool) -> AlertRuleO
     return AlertRuleOut(**found)
 
 
-@router.put("/{rule_id}", response_model=AlertRuleOut, responses=_NOT_FOUND,
+@router.put("/{rule_id}", response_model=AlertRuleOut, responses=_CHANGE,
             summary="Replace an alert rule (member+); an omitted secret is kept, a null one removed")
-async def change_rule(rule_id: UUID, body: Annotated[AlertRuleIn, Body()], caller: WriterCaller, pool: Pool) -> AlertRuleOut:
+async def change_rule(rule_id: UUID, body: Annotated[AlertRuleIn, Body()], caller: WriterCaller, pool: Pool,
+                      ip: ClientIp) -> AlertRuleOut:
     try:
         found = await replace_rule(pool, caller.project.id, rule_id, _fields(body), body.secret,
-                                   keep_secret="secret" not in body.model_fields_set)
+                                   keep_secret="secret" not in body.model_fields_set, actor=Actor(caller.actor, ip))
     except UnknownSlo as error:
         raise _unknown_slo(error) from error
     if found is None:
@@ -145,9 +146,9 @@ async def change_rule(rule_id: UUID, body: Annotated[AlertRuleIn, Body()], calle
     return AlertRuleOut(**found)
 
 
-@router.delete("/{rule_id}", status_code=status.HTTP_204_NO_CONTENT, responses=_NOT_FOUND,
+@router.delete("/{rule_id}", status_code=status.HTTP_204_NO_CONTENT, responses=_CHANGE,
                summary="Delete an alert rule (member+)")
-async def remove_rule(rule_id: UUID, caller: WriterCaller, pool: Pool) -> Response:
-    if not await delete_rule(pool, caller.project.id, rule_id):
+async def remove_rule(rule_id: UUID, caller: WriterCaller, pool: Pool, ip: ClientIp) -> Response:
+    if not await delete_rule(pool, caller.project.id, rule_id, Actor(caller.actor, ip)):
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no alert rule {rule_id} in this project")
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -11,7 +11,6 @@ from fastapi import APIRouter, HTTPException, Query, Request, status
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from api.deps import ClientIp, CurrentProject, Pool, WriterCaller
-from api.keyset import BadCursor
 from api.repositories import alerts as incidents
 from api.repositories.alert_deliveries import deliveries_of
 from api.repositories.audit import Actor, record
@@ -90,10 +89,7 @@ async def list_alerts(project: CurrentProject, pool: Pool,
                       state: Annotated[list[State] | None, Query(description="repeat to allow several")] = None,
                       rule_id: UUID | None = None, limit: Annotated[int, Query(ge=1, le=500)] = 100,
                       cursor: str | None = None) -> AlertPage:
-    try:
-        rows, next_cursor = await incidents.list_alerts(pool, project.id, state, rule_id, limit, cursor)
-    except BadCursor as error:
-        raise HTTPException(status.HTTP_400_BAD_REQUEST, str(error)) from error
+    rows, next_cursor = await incidents.list_alerts(pool, project.id, state, rule_id, limit, cursor)
     return AlertPage(items=[_out(row) for row in rows], next_cursor=next_cursor)
 
 

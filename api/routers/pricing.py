@@ -16,19 +16,20 @@ from typing import Annotated
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, status
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AwareDatetime, BaseModel, Field, model_validator
 
-from api.deps import CurrentCaller, Pool
-from api.fields import Text
-from api.keyset import BadCursor
+from api.cursor import decode_cursor, page
+from api.deps import ClientIp, CurrentCaller, Pool
+from api.fields import RequestBody, invalid_field
+from api.models import errors
+from api.repositories.audit import Actor
 from api.repositories.pricing import PriceConflict, PriceInvalid, add_price, correct_price, list_prices
 
 router = APIRouter(prefix="/api/pricing", tags=["pricing"])
 
 MODEL_ID = r"^[a-z0-9][a-z0-9._-]*$"
 UsdPerMtok = Annotated[Decimal, Field(ge=0, max_digits=12, decimal_places=6, description="USD per million tokens")]
-_WRITE_ERRORS = {401: {"description": "operator token required"},
-                 409: {"description": "the model would have two prices in force at once"}}
+_WRITE_ERRORS = errors({401: "operator token required", 409: "the model would have two prices in force at once"})
 
 
 async def _operator(request: Request, authorization: Annotated[str | None, Header()] = None) -> None:
@@ -40,17 +41,16 @@ async def _operator(request: Request, authorization: Annotated[str | None, Heade
                             headers={"WWW-Authenticate": "Bearer"})
 
 
-class PriceIn(BaseModel):
+class PriceIn(RequestBody):
     """A model's price from `effective_from` on. Token kinds a provider does not price apart
     default as in the seed (docs/pricing.md): cache reads and writes at the input price,
     thinking at the output price."""
 
-    model_config = ConfigDict(extra="forbid")
     model_id: str = Field(min_length=1, max_length=200, pattern=MODEL_ID, description=(
         "normalized: lowercase, no provider prefix or dated suffix (claude-sonnet-4-5, gpt-4o)"))
-    provider: Text | None = Field(default=None, min_length=1, max_length=100,
+    provider: str | None = Field(default=None, min_length=1, max_length=100,
                                  description="required for a model with no price yet; else copied")
-    display_name: Text | None = Field(default=None, min_length=1, max_length=200)
+    display_name: str | None = Field(default=None, min_length=1, max_length=200)
     input_usd_per_mtok: UsdPerMtok
     output_usd_per_mtok: UsdPerMtok
     cache_read_usd_per_mtok: UsdPerMtok | None = None
@@ -69,12 +69,11 @@ class PriceIn(BaseModel):
         return self
 
 
-class PriceCorrection(BaseModel):
+class PriceCorrection(RequestBody):
     """Fields to overwrite on one row; `effective_to: null` makes it open-ended."""
 
-    model_config = ConfigDict(extra="forbid")
-    provider: Text | None = Field(default=None, min_length=1, max_length=100)
-    display_name: Text | None = Field(default=None, min_length=1, max_length=200)
+    provider: str | None = Field(default=None, min_length=1, max_length=100)
+    display_name: str | None = Field(default=None, min_length=1, max_length=200)
     input_usd_per_mtok: UsdPerMtok | None = None
     output_usd_per_mtok: UsdPerMtok | None = None
     cache_read_usd_per_mtok: UsdPerMtok | None = None
@@ -116,41 +115,40 @@ class PriceAdded(BaseModel):
     closed: PriceOut | None = Field(description="the row that was in force at effective_from, now ending there")
 
 
-@router.get("", response_model=PricePage, summary="Price rows, by model and start (history, or only those in force now)")
+@router.get("", response_model=PricePage, responses=errors({400: "malformed cursor"}), summary="Price rows, by model and start (history, or only those in force now)")
 async def prices(caller: CurrentCaller, pool: Pool,
                  model_id: Annotated[str | None, Query(max_length=200, pattern=MODEL_ID)] = None,
                  current: Annotated[bool, Query(description="only the rows in force now")] = False,
                  limit: Annotated[int, Query(ge=1, le=1000)] = 200, cursor: str | None = None) -> PricePage:
-    try:
-        rows, next_cursor = await list_prices(pool, model_id, current, limit, cursor)
-    except BadCursor as error:
-        raise HTTPException(status.HTTP_400_BAD_REQUEST, str(error)) from error
+    after = decode_cursor(cursor, str, datetime, UUID) if cursor else None
+    rows, next_cursor = page(await list_prices(pool, model_id, current, limit + 1, after), limit,
+                             lambda r: (r["model_id"], r["effective_from"], r["id"]))
     return PricePage(items=[PriceOut(**row) for row in rows], next_cursor=next_cursor)
 
 
 @router.post("", response_model=PriceAdded, status_code=status.HTTP_201_CREATED, dependencies=[Depends(_operator)],
-             responses={**_WRITE_ERRORS, 422: {"description": "invalid price, or a new model without provider"}},
+             responses=_WRITE_ERRORS,
              summary="Add a model's price from a date, closing the row in force then (operator)")
-async def add(body: PriceIn, pool: Pool) -> PriceAdded:
+async def add(body: PriceIn, pool: Pool, ip: ClientIp) -> PriceAdded:
     try:
-        added, closed = await add_price(pool, body.model_dump())
+        added, closed = await add_price(pool, body.model_dump(), Actor("operator", ip))
     except PriceConflict as error:
         raise HTTPException(status.HTTP_409_CONFLICT, str(error)) from error
     except PriceInvalid as error:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(error)) from error
+        raise invalid_field(("body", "provider"), str(error)) from error
     return PriceAdded(price=PriceOut(**added), closed=PriceOut(**closed) if closed else None)
 
 
 @router.patch("/{price_id}", response_model=PriceOut, dependencies=[Depends(_operator)],
-              responses={**_WRITE_ERRORS, 404: {"description": "no such price row"}},
+              responses={**_WRITE_ERRORS, **errors({404: "no such price row"})},
               summary="Correct one price row (operator); spans already folded keep the old figures until a reprice")
-async def correct(price_id: UUID, body: PriceCorrection, pool: Pool) -> PriceOut:
+async def correct(price_id: UUID, body: PriceCorrection, pool: Pool, ip: ClientIp) -> PriceOut:
     try:
-        row = await correct_price(pool, price_id, body.model_dump(include=body.model_fields_set))
+        row = await correct_price(pool, price_id, body.model_dump(include=body.model_fields_set), Actor("operator", ip))
     except PriceConflict as error:
         raise HTTPException(status.HTTP_409_CONFLICT, str(error)) from error
     except PriceInvalid as error:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(error)) from error
+        raise invalid_field(("body", "effective_to"), str(error)) from error
     if row is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no price row {price_id}")
     return PriceOut(**row)

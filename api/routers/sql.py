@@ -9,6 +9,7 @@ from pydantic import BaseModel, Field
 
 from api.analyst_sql import QueryRefused
 from api.deps import AdminCaller, AppSettings, Store
+from api.models import errors
 from api.repositories.analyst_sql import QueryFailed, run_analyst_query
 
 router = APIRouter(prefix="/api/sql", tags=["analytics"])
@@ -33,8 +34,9 @@ class SqlResult(BaseModel):
 
 @router.post(
     "", response_model=SqlResult, summary="Run one read-only ClickHouse query over this project's data (admin)",
-    responses={400: {"description": "not one SELECT, or ClickHouse's error (syntax, time or memory cap)"},
-               403: {"description": "not an admin, or the query reads something outside the project's tables"}},
+    responses=errors({400: "not one SELECT, or ClickHouse's error (syntax, time or memory cap)",
+                      403: "not an admin, or the query reads something outside the project's tables",
+                      503: "this process has no analytics store (ingestion only)"}),
 )
 async def run_sql(body: SqlQuery, caller: AdminCaller, store: Store, settings: AppSettings) -> SqlResult:
     """Runs with `readonly = 1`, the caps `SPANSTREAM_SQL_MAX_EXECUTION_SECONDS`,
