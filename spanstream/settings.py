@@ -39,6 +39,7 @@ class Settings(BaseSettings):
     # MCP server health check results: JSON records with a `project_id`, relayed by the live feed
     # as `health:check` (docs/health-checks.md).
     health_checks_topic: str = "health.checks"
+    alerts_topic: str = "alerts"
     # Health rules (docs/health-tags.md).
     loop_threshold: int = Field(default=3, ge=2)
     # Session budgets, JSON: {"<project id>": {"tokens": 100000, "usd": 2.5},
@@ -89,8 +90,7 @@ class Settings(BaseSettings):
     # on this port; 0: none. Fold children of `serve` are shown by the parent's /metrics.
     metrics_port: int = Field(default=0, ge=0, le=65535)
 
-    # Alerts (docs/alerts.md): every state change of an incident is a record on alerts_topic.
-    alerts_topic: str = "alerts"
+    # Alerts (docs/alerts.md): the engine's settings; every state change is a record on alerts_topic.
     # Off: this process neither evaluates rules nor sends webhooks (another one must).
     alerts_engine: bool = True
     # One group for every engine, so each health record is handled by one of them.

@@ -302,6 +302,16 @@ async def test_a_rule_fires_at_most_once_per_cooldown(topics, store, project, re
         assert len(hook.requests) == 1
         assert sorted(a["notified"] for a in items) == [False, False, True]
 
+        first = (await client.get("/api/alerts", headers=_h(project["viewer"]), params={"limit": 2})).json()
+        rest = (await client.get("/api/alerts", headers=_h(project["viewer"]),
+                                 params={"limit": 2, "cursor": first["next_cursor"]})).json()
+        assert [a["id"] for a in first["items"] + rest["items"]] == [a["id"] for a in items]
+        assert rest["next_cursor"] is None
+        bad = await client.get("/api/alerts", headers=_h(project["viewer"]), params={"cursor": "garbage"})
+        assert bad.status_code == 400 and "cursor" in bad.text
+        assert (await client.get("/api/alerts", headers=_h(project["viewer"]),
+                                 params={"state": "open"})).status_code == 422
+
 
 async def _items(client, project, count: int):
     items = (await client.get("/api/alerts", headers=_h(project["viewer"]))).json()["items"]

@@ -74,6 +74,9 @@ def retry_delay(attempts: int, base_seconds: float, retry_after: float | None = 
 
 def state_change_record(alert: dict[str, Any], event: str, actor: str | None) -> bytes:
     """One record of the `alerts` topic: what the live feed shows as an `alert` event."""
+    view = incident_view(alert)
     record = {"project_id": alert["project_id"], "alert_id": alert["id"], "rule_id": alert["rule_id"],
-              "event": event, "actor": actor, "at": alert["updated_at"], **incident_view(alert)}
+              "event": event, "actor": actor, "at": alert["updated_at"], **view}
+    if "session_id" in view["details"]:  # the live feed's session filter reads it at the top
+        record["session_id"] = view["details"]["session_id"]
     return orjson.dumps(record, default=_json_default)
