@@ -45,6 +45,9 @@ class SpanBatcher:
             "session.timeout.ms": 10_000,
             "heartbeat.interval.ms": 3_000,
             "fetch.queue.backoff.ms": 5,
+            # librdkafka prefetches up to 64 MiB per partition by default; a few frames' worth
+            # (a frame is at most 1 MiB) keeps the copy busy at a fraction of the memory.
+            "queued.max.messages.kbytes": 8 * 1024,
         })
 
     def run(self, stopping: threading.Event) -> None:
