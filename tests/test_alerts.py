@@ -407,3 +407,30 @@ async def test_state_changes_are_published_to_the_alerts_topic(topics, store, pr
     assert [(r["event"], r["state"], r["project_id"]) for r in seen] == [
         ("fired", "firing", project["id"]), ("acknowledged", "acknowledged", project["id"])]
     assert seen[1]["actor"].startswith("key:")
+
+
+async def test_a_snoozed_rule_records_incidents_and_sends_them_when_it_wakes(topics, store, project, receiver):
+    settings, hook = topics, receiver()
+    async with client_for(settings, store, **FAST, **_group()) as client:
+        rule = await add_rule(client, project["member"], kind="session_tagged", tags=["schema_drift"],
+                              webhook_url=hook.url, cooldown_seconds=0)
+        url = f"/api/alerts/rules/{rule['id']}/snooze"
+        assert (await client.post(url, headers=_h(project["viewer"]), json={"minutes": 5})).status_code == 403
+        assert (await client.post(url, headers=_h(project["other"]), json={"minutes": 5})).status_code == 404
+        snoozed = await client.post(url, headers=_h(project["member"]), json={"minutes": 60})
+        assert snoozed.status_code == 200, snoozed.text
+        produce(settings, settings.health_topic, [tag_change(project["id"], "sess-drift", "schema_drift")])
+        [incident] = await eventually(lambda: _items(client, project, 1), what="the incident")
+        assert incident["notified"] is False and incident["state"] == "firing"
+        await asyncio.sleep(1.0)
+        assert hook.requests == []
+
+        # Waking the rule early sends what waited for it, once.
+        assert (await client.delete(url, headers=_h(project["member"]))).status_code == 204
+        await eventually(lambda: hook.requests, what="the webhook after the rule woke")
+        await asyncio.sleep(0.5)
+        assert hook.events() == [("fired", "session sess-drift tagged schema_drift")]
+        assert (await client.delete(url, headers=_h(project["member"]))).status_code == 404
+        audit = (await client.get("/api/audit/logs", headers=_h(project["admin"]))).json()["items"]
+        assert [e["action"] for e in audit if e["action"].startswith("alert_rule.")][:2] == [
+            "alert_rule.unsnoozed", "alert_rule.snoozed"]

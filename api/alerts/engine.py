@@ -270,7 +270,7 @@ class AlertEngine:
     async def _dispatch_round(self) -> None:
         settings = self._settings
         for row, was in await alerts.claim_due_repeats(self._pool, settings.alerts_repeat_seconds):
-            self._feed.publish(row, "unsnoozed" if was == "snoozed" else "repeated")
+            self._feed.publish(row, {"snoozed": "unsnoozed", "new": "fired"}.get(was, "repeated"))
         # A crashed sender's claim expires after the longest a send may take, plus a margin.
         lease = settings.alerts_webhook_timeout_seconds + 30
         while not self._stopping.is_set() and (due := await alert_deliveries.claim_due(self._pool, lease)):

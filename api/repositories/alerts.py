@@ -62,7 +62,7 @@ async def _queue_delivery(connection: asyncpg.Connection, alert: dict[str, Any],
 async def open_incident(pool: asyncpg.Pool, rule: dict[str, Any], opening: Opening,
                         repeat_seconds: float) -> dict[str, Any] | None:
     """Claims the incident; None when it is already open (or this one-off event already opened
-    one). It is notified unless the rule notified another within its cooldown."""
+    one). It is notified unless the rule notified another within its cooldown or is snoozed."""
     async with pool.acquire() as connection, connection.transaction():
         # Serialises openings of one rule across engines, so that the cooldown check holds.
         await connection.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", str(rule["id"]))
@@ -70,11 +70,15 @@ async def open_incident(pool: asyncpg.Pool, rule: dict[str, Any], opening: Openi
             """INSERT INTO alerts (project_id, rule_id, kind, dedup_key, source_event, state, summary, details,
                                    notified, notifications, next_notify_at, resolved_at, resolved_by)
                SELECT $1, $2, $3, $4, $5, CASE WHEN $8::bool THEN 'resolved' ELSE 'firing' END, $6, $7::jsonb,
-                      c.quiet, c.quiet::int,
-                      CASE WHEN c.quiet AND NOT $8::bool AND $9::float8 > 0 THEN now() + make_interval(secs => $9::float8) END,
+                      c.cool AND c.rule_snoozed_until IS NULL, (c.cool AND c.rule_snoozed_until IS NULL)::int,
+                      CASE WHEN $8::bool OR NOT c.cool THEN NULL
+                           -- opened while its rule sleeps: notified when the rule wakes
+                           WHEN c.rule_snoozed_until IS NOT NULL THEN c.rule_snoozed_until
+                           WHEN $9::float8 > 0 THEN now() + make_interval(secs => $9::float8) END,
                       CASE WHEN $8 THEN now() END, CASE WHEN $8 THEN 'auto' END
                FROM (SELECT NOT EXISTS (SELECT 1 FROM alerts WHERE rule_id = $2 AND notified
-                                        AND fired_at > now() - make_interval(secs => $10::float8)) AS quiet) c
+                                        AND fired_at > now() - make_interval(secs => $10::float8)) AS cool,
+                            (SELECT until FROM alert_rule_snoozes WHERE rule_id = $2 AND until > now()) AS rule_snoozed_until) c
                ON CONFLICT DO NOTHING
                RETURNING *""",
             rule["project_id"], rule["id"], rule["kind"], opening.dedup_key, opening.source_event, opening.summary,
@@ -142,27 +146,31 @@ async def resolve(pool: asyncpg.Pool, project_id: UUID, alert_id: UUID, actor: s
 
 
 async def claim_due_repeats(pool: asyncpg.Pool, repeat_seconds: float, limit: int = 100) -> list[tuple[dict[str, Any], str]]:
-    """Firing incidents whose repeat is due, and snoozed ones whose snooze ended: each goes back to
-    firing and owes a `repeated` webhook. Returns (incident, what it was)."""
+    """Firing incidents whose repeat is due, snoozed ones whose snooze ended, and ones opened while
+    their rule was snoozed once it is not: each is firing and owes a webhook. Returns (incident,
+    what it was: firing, snoozed, or new for one never sent)."""
     async with pool.acquire() as connection, connection.transaction():
         rows = await connection.fetch(
             """WITH due AS (
-                   SELECT a.id, a.state AS was FROM alerts a
+                   SELECT a.id, a.state AS was, a.notified AS was_notified FROM alerts a
                    WHERE a.next_notify_at <= now() AND a.state IN ('firing', 'snoozed')
                      AND EXISTS (SELECT 1 FROM alert_rules r WHERE r.id = a.rule_id AND r.enabled)
+                     AND NOT EXISTS (SELECT 1 FROM alert_rule_snoozes z WHERE z.rule_id = a.rule_id AND z.until > now())
                    ORDER BY a.next_notify_at LIMIT $2 FOR UPDATE SKIP LOCKED)
                UPDATE alerts a SET state = 'firing', snoozed_until = NULL, notified = true,
                       notifications = a.notifications + 1,
                       next_notify_at = CASE WHEN $1::float8 > 0 THEN now() + make_interval(secs => $1::float8) END, updated_at = now()
-               FROM due WHERE a.id = due.id RETURNING a.*, due.was""",
+               FROM due WHERE a.id = due.id RETURNING a.*, due.was, due.was_notified""",
             float(repeat_seconds), limit,
         )
         claimed = []
         for record in rows:
             row = _row(record)
-            was = row.pop("was")
-            await _queue_delivery(connection, row, "repeated")
-            claimed.append((row, was))
+            was, was_notified = row.pop("was"), row.pop("was_notified")
+            # Never sent before (its rule was snoozed when it opened): this is its first call.
+            event = "repeated" if was_notified else "fired"
+            await _queue_delivery(connection, row, event)
+            claimed.append((row, was if was_notified else "new"))
         return claimed
 
 
@@ -205,3 +213,32 @@ async def list_alerts(pool: asyncpg.Pool, project_id: UUID, states: list[str] | 
         project_id, states, rule_id, before[0] if before else None, before[1] if before else None, limit + 1,
     )
     return page([_row(row) for row in rows], limit, lambda row: (row["fired_at"], row["id"]))
+
+
+async def snooze_rule(pool: asyncpg.Pool, project_id: UUID, rule_id: UUID, until: datetime, actor: str,
+                      audit=None) -> dict[str, Any] | None:
+    """None: no such rule in the project."""
+    async with pool.acquire() as connection, connection.transaction():
+        row = await connection.fetchrow(
+            """INSERT INTO alert_rule_snoozes (rule_id, project_id, until, snoozed_by)
+               SELECT id, project_id, $3, $4 FROM alert_rules WHERE project_id = $1 AND id = $2
+               ON CONFLICT (rule_id) DO UPDATE SET until = EXCLUDED.until, snoozed_by = EXCLUDED.snoozed_by,
+                                                   created_at = now()
+               RETURNING rule_id, until, snoozed_by""", project_id, rule_id, until, actor)
+        if row is not None and audit is not None:
+            await audit(connection, dict(row))
+        return dict(row) if row else None
+
+
+async def unsnooze_rule(pool: asyncpg.Pool, project_id: UUID, rule_id: UUID, audit=None) -> bool:
+    async with pool.acquire() as connection, connection.transaction():
+        row = await connection.fetchrow(
+            "DELETE FROM alert_rule_snoozes WHERE project_id = $1 AND rule_id = $2 RETURNING rule_id, until, snoozed_by",
+            project_id, rule_id)
+        if row is not None:  # what waited for the rule to wake is due now
+            await connection.execute(
+                """UPDATE alerts SET next_notify_at = now() WHERE rule_id = $1 AND state = 'firing'
+                   AND next_notify_at > now()""", rule_id)
+        if row is not None and audit is not None:
+            await audit(connection, dict(row))
+        return row is not None

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from fastapi import APIRouter, HTTPException, Query, Request, status
+from fastapi import APIRouter, HTTPException, Query, Request, Response, status
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from api.deps import ClientIp, CurrentProject, Pool, WriterCaller
@@ -122,6 +122,51 @@ async def _change(request: Request, caller, pool, ip, alert_id: UUID, action: st
     return _out(found)
 
 
+class RuleSnooze(BaseModel):
+    rule_id: UUID
+    until: datetime
+    snoozed_by: str
+
+
+def _snooze_end(body: SnoozeIn) -> datetime:
+    now = datetime.now(UTC)
+    until = body.end(now)
+    if until <= now:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "`until` is in the past: snooze until a later time")
+    if until - now > MAX_SNOOZE:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "a snooze may last at most 30 days")
+    return until
+
+
+def _rule_audit(caller, ip, action: str):
+    async def audit(connection, row):
+        await record(connection, Actor(caller.actor, ip), action, f"alert_rule:{row['rule_id']}", caller.project.id,
+                     caller.user_id, {"until": row["until"].isoformat()})
+    return audit
+
+
+@router.post("/rules/{rule_id}/snooze", response_model=RuleSnooze, responses={404: {"description": "no such rule"}},
+             summary="Snooze a whole rule (member+): its incidents are still recorded, but send no fired or "
+                     "repeated webhook until then")
+async def snooze_rule(rule_id: UUID, body: SnoozeIn, caller: WriterCaller, pool: Pool, ip: ClientIp) -> RuleSnooze:
+    until = _snooze_end(body)
+    row = await incidents.snooze_rule(pool, caller.project.id, rule_id, until, caller.actor,
+                                      _rule_audit(caller, ip, "alert_rule.snoozed"))
+    if row is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no alert rule {rule_id} in this project")
+    return RuleSnooze(**row)
+
+
+@router.delete("/rules/{rule_id}/snooze", status_code=status.HTTP_204_NO_CONTENT,
+               responses={404: {"description": "the rule is not snoozed, or there is no such rule"}},
+               summary="End a rule's snooze (member+)")
+async def unsnooze_rule(rule_id: UUID, caller: WriterCaller, pool: Pool, ip: ClientIp) -> Response:
+    if not await incidents.unsnooze_rule(pool, caller.project.id, rule_id,
+                                         _rule_audit(caller, ip, "alert_rule.unsnoozed")):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"alert rule {rule_id} is not snoozed in this project")
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
 @router.post("/{alert_id}/ack", response_model=Alert, responses=_ERRORS,
              summary="Acknowledge (member+): no more repeats; it still resolves, and says so")
 async def acknowledge(alert_id: UUID, request: Request, caller: WriterCaller, pool: Pool, ip: ClientIp) -> Alert:
@@ -133,12 +178,7 @@ async def acknowledge(alert_id: UUID, request: Request, caller: WriterCaller, po
              summary="Snooze until a time (member+): no webhook until then; then it fires again if not resolved")
 async def snooze(alert_id: UUID, body: SnoozeIn, request: Request, caller: WriterCaller, pool: Pool,
                  ip: ClientIp) -> Alert:
-    now = datetime.now(UTC)
-    until = body.end(now)
-    if until <= now:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "`until` is in the past: snooze until a later time")
-    if until - now > MAX_SNOOZE:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "a snooze may last at most 30 days")
+    until = _snooze_end(body)
     return await _change(request, caller, pool, ip, alert_id, "alert.snoozed", "snoozed",
                          lambda audit: incidents.snooze(pool, caller.project.id, alert_id, until, caller.actor, audit))
 

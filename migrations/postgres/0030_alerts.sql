@@ -71,3 +71,13 @@ CREATE TABLE alert_server_states (
     checked_at  timestamptz NOT NULL,
     PRIMARY KEY (project_id, server_name)
 );
+
+-- A snoozed rule opens incidents (they are listed) but sends no fired or repeated webhook until
+-- `until`; a resolved one is still sent, so a receiver's open incident is closed.
+CREATE TABLE alert_rule_snoozes (
+    rule_id     uuid PRIMARY KEY REFERENCES alert_rules (id) ON DELETE CASCADE,
+    project_id  uuid NOT NULL REFERENCES projects (id) ON DELETE CASCADE,
+    until       timestamptz NOT NULL,
+    snoozed_by  text NOT NULL,
+    created_at  timestamptz NOT NULL DEFAULT now()
+);
