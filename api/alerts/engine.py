@@ -219,7 +219,8 @@ class AlertEngine:
                 return
             reading = await read_slo(self._store, str(rule["project_id"]), slo, incomplete_after)
             key = events.slo_key(slo["id"])
-            summary = f"SLO {slo['name']} breached: {reading.value} against target {slo['target']}"
+            summary = (f"SLO {slo['name']} breached: {reading.value:.6g} against target {slo['target']:g}"
+                       if reading.value is not None else "")
             details = {"slo_id": slo["id"], "slo_name": slo["name"], "slo_kind": slo["kind"], "target": slo["target"],
                        "window_hours": slo["window_hours"]}
         else:

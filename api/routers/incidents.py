@@ -11,6 +11,7 @@ from fastapi import APIRouter, HTTPException, Query, Request, Response, status
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from api.deps import ClientIp, CurrentProject, Pool, WriterCaller
+from api.models import errors
 from api.repositories import alerts as incidents
 from api.repositories.alert_deliveries import deliveries_of
 from api.repositories.audit import Actor, record
@@ -18,8 +19,10 @@ from api.repositories.audit import Actor, record
 router = APIRouter(prefix="/api/alerts", tags=["alerts"])
 State = Literal["firing", "acknowledged", "snoozed", "resolved"]
 MAX_SNOOZE = timedelta(days=30)
-_ERRORS = {404: {"description": "no such alert in this project"},
-           409: {"description": "the alert is resolved already"}}
+_ONE = errors({404: "no such alert in this project"})
+_ERRORS = errors({403: "needs the member role", 404: "no such alert in this project",
+                  409: "the alert is resolved already"})
+_RULE = errors({403: "needs the member role", 404: "no such alert rule in this project (or, deleting, not snoozed)"})
 
 
 class Delivery(BaseModel):
@@ -72,8 +75,14 @@ class SnoozeIn(BaseModel):
     def _one(self) -> SnoozeIn:
         if (self.until is None) == (self.minutes is None):
             raise ValueError("give exactly one of `until` (ISO 8601 time) and `minutes`")
-        if self.until is not None and self.until.tzinfo is None:
-            raise ValueError("`until` needs a time zone, e.g. 2026-12-01T12:00:00Z")
+        if self.until is not None:
+            if self.until.tzinfo is None:
+                raise ValueError("`until` needs a time zone, e.g. 2026-12-01T12:00:00Z")
+            ahead = self.until - datetime.now(UTC)
+            if ahead <= timedelta(0):
+                raise ValueError("`until` is in the past: snooze until a later time")
+            if ahead > MAX_SNOOZE:
+                raise ValueError("a snooze may last at most 30 days")
         return self
 
     def end(self, now: datetime) -> datetime:
@@ -84,7 +93,7 @@ def _out(row: dict[str, Any], deliveries: list[dict[str, Any]] | None = None) ->
     return Alert(**{**row, "rule_name": row.get("rule_name", "")}, deliveries=deliveries)
 
 
-@router.get("", response_model=AlertPage, summary="Alert incidents of the project, newest first")
+@router.get("", response_model=AlertPage, responses=errors({400: "malformed cursor"}), summary="Alert incidents of the project, newest first")
 async def list_alerts(project: CurrentProject, pool: Pool,
                       state: Annotated[list[State] | None, Query(description="repeat to allow several")] = None,
                       rule_id: UUID | None = None, limit: Annotated[int, Query(ge=1, le=500)] = 100,
@@ -93,7 +102,7 @@ async def list_alerts(project: CurrentProject, pool: Pool,
     return AlertPage(items=[_out(row) for row in rows], next_cursor=next_cursor)
 
 
-@router.get("/{alert_id}", response_model=Alert, responses=_ERRORS, summary="One incident and its webhook deliveries")
+@router.get("/{alert_id}", response_model=Alert, responses=_ONE, summary="One incident and its webhook deliveries")
 async def get_alert(alert_id: UUID, project: CurrentProject, pool: Pool) -> Alert:
     row = await incidents.get_alert(pool, project.id, alert_id)
     if row is None:
@@ -129,13 +138,7 @@ class RuleSnooze(BaseModel):
 
 
 def _snooze_end(body: SnoozeIn) -> datetime:
-    now = datetime.now(UTC)
-    until = body.end(now)
-    if until <= now:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "`until` is in the past: snooze until a later time")
-    if until - now > MAX_SNOOZE:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "a snooze may last at most 30 days")
-    return until
+    return body.end(datetime.now(UTC))
 
 
 def _rule_audit(caller, ip, action: str):
@@ -145,7 +148,7 @@ def _rule_audit(caller, ip, action: str):
     return audit
 
 
-@router.post("/rules/{rule_id}/snooze", response_model=RuleSnooze, responses={404: {"description": "no such rule"}},
+@router.post("/rules/{rule_id}/snooze", response_model=RuleSnooze, responses=_RULE,
              summary="Snooze a whole rule (member+): its incidents are still recorded, but send no fired or "
                      "repeated webhook until then")
 async def snooze_rule(rule_id: UUID, body: SnoozeIn, caller: WriterCaller, pool: Pool, ip: ClientIp) -> RuleSnooze:
@@ -158,7 +161,7 @@ async def snooze_rule(rule_id: UUID, body: SnoozeIn, caller: WriterCaller, pool:
 
 
 @router.delete("/rules/{rule_id}/snooze", status_code=status.HTTP_204_NO_CONTENT,
-               responses={404: {"description": "the rule is not snoozed, or there is no such rule"}},
+               responses=_RULE,
                summary="End a rule's snooze (member+)")
 async def unsnooze_rule(rule_id: UUID, caller: WriterCaller, pool: Pool, ip: ClientIp) -> Response:
     if not await incidents.unsnooze_rule(pool, caller.project.id, rule_id,
