@@ -19,6 +19,7 @@ from api.ratelimit import SpanRateLimiter
 from api.replay_jobs import Replayer, ReplayJobs
 from api.routers import (admin, alerts, audit, auth, health, incidents, ingest, invites, keys, otlp, pricing, projects,
                          sessions, slos, spans, sql)
+from api.validation import install_validation_handler
 from spanstream.clickhouse import ClickHouseStore
 from spanstream.settings import Settings
 
@@ -66,6 +67,7 @@ def create_app(settings: Settings, store: ClickHouseStore | None, replayer: Repl
     app.include_router(metrics_router)
     app.add_middleware(HttpMetrics)
     install_error_handlers(app)
+    install_validation_handler(app)
     app.include_router(auth.router)
     app.include_router(projects.router)
     app.include_router(invites.router)

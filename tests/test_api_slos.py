@@ -174,3 +174,13 @@ async def test_status_judges_each_slo_from_the_views(settings, store, project):
 
     for name in ("none_rate", "none_p99", "none_cost"):
         assert (by[name]["state"], by[name]["value"], by[name]["sample"]) == ("no_data", None, 0)
+
+
+async def test_non_finite_numbers_are_422_not_500(settings, store, project):
+    """Python's JSON parser reads NaN and Infinity; the error answer must still be JSON."""
+    async with client_for(settings, store) as client:
+        for text in ('{"name": Infinity}', '{"name": "x", "kind": "cost_budget", "target": NaN, "window_hours": 1}'):
+            answer = await client.post("/api/slos", content=text, headers={**_h(project["member"]),
+                                                                           "Content-Type": "application/json"})
+            assert answer.status_code == 422, answer.text
+            assert answer.json()["detail"]
