@@ -80,8 +80,12 @@ def receiver():
 
 @pytest.fixture(scope="module")
 def topics(settings):
-    ensure_topics(settings)
-    return settings
+    """The session's settings with topics of this module's own, created (other tests expect to
+    create the session's topics themselves)."""
+    names = ("spans_topic", "sessions_topic", "health_topic", "health_checks_topic", "alerts_topic", "worker_id")
+    own = settings.model_copy(update={name: f"{getattr(settings, name)}-alerts" for name in names})
+    ensure_topics(own)
+    return own
 
 
 @pytest.fixture
