@@ -83,7 +83,7 @@ def topics(settings):
     """The session's settings with topics of this module's own, created (other tests expect to
     create the session's topics themselves)."""
     names = ("spans_topic", "sessions_topic", "health_topic", "health_checks_topic", "alerts_topic", "worker_id")
-    own = settings.model_copy(update={name: f"{getattr(settings, name)}-alerts" for name in names})
+    own = settings.model_copy(update={name: f"{getattr(settings, name)}-alert-engine" for name in names})
     ensure_topics(own)
     return own
 

@@ -19,7 +19,7 @@ from tests.test_end_to_end import _new_project
 
 @pytest.fixture(scope="module")
 def server(settings, tmp_path_factory):
-    running, _ = serve_for_tests(settings, tmp_path_factory.mktemp("serve"), "alerts", free_port(), env={
+    running, _ = serve_for_tests(settings, tmp_path_factory.mktemp("serve"), "alerts-serve", free_port(), env={
         "SPANSTREAM_ALERTS_POLL_SECONDS": "0.2", "SPANSTREAM_ALERTS_RETRY_BASE_SECONDS": "0.2"})
     yield running.base
     assert running.stop() == 0, running.log.read_text()[-3000:]
