@@ -8,6 +8,8 @@ from contextlib import AsyncExitStack, asynccontextmanager
 import asyncpg
 from fastapi import FastAPI
 
+from api.alerts.engine import AlertEngine
+from api.alerts.feed import AlertFeed
 from api.deps import KeyCache
 from api.live.feed import LiveFeed
 from api.metrics import DeploymentCollector, HttpMetrics, Scrape
@@ -18,8 +20,8 @@ from api.ratelimit import SpanRateLimiter
 from api.replay_jobs import Replayer, ReplayJobs
 from api.price_book import CachedPriceBook
 from api.reader import answer_capped_queries
-from api.routers import (admin, agents, alerts, audit, auth, costs, health, ingest, invites, keys, live, mcp_servers,
-                         otlp, pricing, projects, servers, sessions, slos, spans, sql)
+from api.routers import (admin, agents, alerts, audit, auth, costs, health, incidents, ingest, invites, keys, live,
+                         mcp_servers, otlp, pricing, projects, servers, sessions, slos, spans, sql)
 from api.validation import install_validation_handler
 from spanstream.clickhouse import ClickHouseStore
 from spanstream.settings import Settings
@@ -46,6 +48,13 @@ def create_app(settings: Settings, store: ClickHouseStore | None, replayer: Repl
             deployment = DeploymentCollector(settings, store)
             stack.callback(deployment.close)
             app.state.scrape = Scrape(deployment)
+            feed = AlertFeed(settings)
+            stack.callback(feed.close)
+            app.state.alert_feed = feed
+            app.state.alert_engine = None
+            if settings.alerts_engine:
+                app.state.alert_engine = await stack.enter_async_context(
+                    AlertEngine(settings, app.state.pool, store, feed))
             yield
 
     app = FastAPI(title="Spanstream", version="0.1.0", lifespan=lifespan)
@@ -78,6 +87,8 @@ def create_app(settings: Settings, store: ClickHouseStore | None, replayer: Repl
     app.include_router(audit.router)
     app.include_router(slos.router)
     app.include_router(alerts.router)
+    # After the rules router: /api/alerts/rules is not an incident id.
+    app.include_router(incidents.router)
     app.include_router(pricing.router)
     app.include_router(sql.router)
     app.include_router(mcp_servers.router)

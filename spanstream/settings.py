@@ -126,6 +126,25 @@ class Settings(BaseSettings):
     # on this port; 0: none. Fold children of `serve` are shown by the parent's /metrics.
     metrics_port: int = Field(default=0, ge=0, le=65535)
 
+    # Alerts (docs/alerts.md): the engine's settings; every state change is a record on alerts_topic.
+    # Off: this process neither evaluates rules nor sends webhooks (another one must).
+    alerts_engine: bool = True
+    # One group for every engine, so each health record is handled by one of them.
+    alerts_consumer_group: str = "spanstream-alerts"
+    # How often an engine looks for due webhook deliveries, repeats and ended snoozes.
+    alerts_poll_seconds: float = Field(default=1.0, gt=0)
+    # How often SLO and cost-budget rules are evaluated against ClickHouse.
+    alerts_evaluate_seconds: float = Field(default=60.0, gt=0)
+    # A firing incident nobody acknowledged is sent again this often; 0: never.
+    alerts_repeat_seconds: float = Field(default=3600.0, ge=0)
+    # Health records older than this (Kafka timestamp) are stale news and open no incident.
+    alerts_max_event_age_seconds: float = Field(default=6 * 3600.0, gt=0)
+    alerts_webhook_timeout_seconds: float = Field(default=10.0, gt=0)
+    # Attempts per delivery; the wait before attempt n+1 is alerts_retry_base_seconds * 2**(n-1)
+    # (10 s base: 10, 20, 40, 80, 160 s, about five minutes over six attempts).
+    alerts_webhook_max_attempts: int = Field(default=6, ge=1, le=50)
+    alerts_retry_base_seconds: float = Field(default=10.0, gt=0)
+
     @field_validator("clickhouse_url")
     @classmethod
     def _known_scheme(cls, value: str | None) -> str | None:

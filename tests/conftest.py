@@ -81,6 +81,7 @@ def settings(tmp_path_factory, postgres_dsn) -> Settings:
         health_checks_topic=f"health.checks-test-{suffix}",
         alerts_topic=f"alerts-test-{suffix}",
         health_check_events_topic=f"health.checks.events-test-{suffix}",
+        alerts_consumer_group=f"spanstream-alerts-test-{suffix}",
         worker_id=f"spanstream-test-{suffix}",
         spans_partitions=3,
         api_port=free_port(),

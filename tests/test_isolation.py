@@ -13,7 +13,9 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 
+from api.alerts.events import Opening
 from api.app import create_app
+from api.repositories.alerts import open_incident, rules_of_kind
 from loadtests.generate import generate_session
 from loadtests.query_seed import write_sessions
 from schemas.pricing import PriceBook
@@ -33,6 +35,8 @@ BODIES = {
     ("POST", "/api/projects/{project}/keys"): {"name": "intruder", "role": "admin"},
     ("PUT", "/api/slos/{slo_id}"): SLO,
     ("PUT", "/api/alerts/rules/{rule_id}"): RULE,
+    ("POST", "/api/alerts/rules/{rule_id}/snooze"): {"minutes": 30},
+    ("POST", "/api/alerts/{alert_id}/snooze"): {"minutes": 30},
     ("PATCH", "/api/mcp/servers/{name}"): {"enabled": True},
 }
 
@@ -66,6 +70,11 @@ async def world(settings, store):
             b["user_id"] = members[0]["user_id"]
             b["slo_id"] = (await _as_b_admin(client, b_headers, "POST", "/api/slos", SLO))["id"]
             b["rule_id"] = (await _as_b_admin(client, b_headers, "POST", "/api/alerts/rules", RULE))["id"]
+            # An incident of B's, opened the way the alert engine opens one.
+            rule = next(r for r in await rules_of_kind(app.state.pool, uuid.UUID(b["project"]), ("session_tagged",))
+                        if str(r["id"]) == b["rule_id"])
+            incident = await open_incident(app.state.pool, rule, Opening("iso-b", "B's incident"), repeat_seconds=0)
+            b["alert_id"] = str(incident["id"])
             session = generate_session(7, 0, 12, b["project"], datetime.now(UTC) - timedelta(minutes=30))
             write_sessions(store, [session], PriceBook([], 0))
             b["session_id"] = session[0].session_id
@@ -102,18 +111,20 @@ async def test_nothing_of_another_project_is_found_or_changed(world, credential)
     # And B's things are all still there.
     b_headers = world["b_login"]
     for path in (f"/api/projects/{b['project']}", f"/api/slos/{b['slo_id']}", f"/api/alerts/rules/{b['rule_id']}",
-                 f"/api/agents/sessions/{b['session_id']}"):
+                 f"/api/agents/sessions/{b['session_id']}", f"/api/mcp/servers/{b['name']}"):
         assert (await client.get(path, headers=b_headers)).status_code == 200, path
     server = await client.get(f"/api/mcp/servers/{b['name']}", headers=b_headers)
     assert server.status_code == 200 and server.json()["enabled"] is False
     keys = (await client.get(f"/api/projects/{b['project']}/keys", headers=b_headers)).json()["items"]
     assert [key["revoked_at"] for key in keys if key["id"] == b["key_id"]] == [None]
+    incident = (await client.get(f"/api/alerts/{b['alert_id']}", headers=b_headers)).json()
+    assert incident["state"] == "firing", incident
 
 
 @pytest.mark.parametrize("credential", ["a_key", "a_login"])
 async def test_no_answer_of_the_callers_project_shows_another_projects_data(world, credential):
     client, b, headers = world["client"], world["b"], world[credential]
-    secrets = [b["session_id"], b["project"], b["slo_id"], b["rule_id"], b["key_id"], b["invite_id"]]
+    secrets = [b["session_id"], b["project"], b["slo_id"], b["rule_id"], b["key_id"], b["invite_id"], b["alert_id"]]
     listed = 0
     for method, path in _operations(client.app):
         # The live event stream never ends; test_live_feed checks it shows only the caller's project.
