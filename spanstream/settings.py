@@ -133,6 +133,8 @@ class Settings(BaseSettings):
     alerts_consumer_group: str = "spanstream-alerts"
     # How often an engine looks for due webhook deliveries, repeats and ended snoozes.
     alerts_poll_seconds: float = Field(default=1.0, gt=0)
+    # How long the engine reuses a project's rules before reading them again.
+    alerts_rules_cache_seconds: float = Field(default=2.0, ge=0)
     # How often SLO and cost-budget rules are evaluated against ClickHouse.
     alerts_evaluate_seconds: float = Field(default=60.0, gt=0)
     # A firing incident nobody acknowledged is sent again this often; 0: never.

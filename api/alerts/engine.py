@@ -43,6 +43,7 @@ class AlertEngine:
         self._client: httpx.AsyncClient | None = None
         # Set once the consumer holds its partitions (tests wait for it before producing).
         self.assigned = asyncio.Event()
+        self._rules: dict[tuple, tuple[float, list]] = {}
 
     async def __aenter__(self) -> AlertEngine:
         self._client = httpx.AsyncClient(timeout=self._settings.alerts_webhook_timeout_seconds, follow_redirects=False)
@@ -158,8 +159,22 @@ class AlertEngine:
             if check is not None:
                 await self._server_checked(check)
 
+    async def _rules_of_kind(self, project_id, kinds: tuple[str, ...]) -> list:
+        # A busy pipeline sends a health record per tag change: one PostgreSQL query each would
+        # cost the process that serves the API a tenth of a core. A rule written a moment ago
+        # is seen within alerts_rules_cache_seconds.
+        key, now = (project_id, kinds), time.monotonic()
+        cached = self._rules.get(key)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        rules = await alerts.rules_of_kind(self._pool, project_id, kinds)
+        if len(self._rules) > 10_000:
+            self._rules.clear()
+        self._rules[key] = (now + self._settings.alerts_rules_cache_seconds, rules)
+        return rules
+
     async def _session_tagged(self, change: events.SessionTagged) -> None:
-        for rule in await alerts.rules_of_kind(self._pool, change.project_id, ("session_tagged",)):
+        for rule in await self._rules_of_kind(change.project_id, ("session_tagged",)):
             if change.health_tag in (rule["tags"] or ()):
                 await self._open(rule, events.session_opening(change))
 
@@ -168,8 +183,8 @@ class AlertEngine:
             self._pool, check.project_id, check.server_name, check.status, check.checked_at)
         if not newer:
             return
-        rules = [rule for rule in await alerts.rules_of_kind(
-            self._pool, check.project_id, ("mcp_server_down", "mcp_server_recovered"))
+        rules = [rule for rule in await self._rules_of_kind(
+            check.project_id, ("mcp_server_down", "mcp_server_recovered"))
             if events.rule_watches_server(rule, check.server_name)]
         for rule in rules:
             if rule["kind"] == "mcp_server_down":

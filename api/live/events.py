@@ -58,9 +58,15 @@ def message_items(code: str, value: bytes | None, projects: Container[str]) -> t
 
     Indexes count every event of the message, whoever it belongs to, so that they are the same
     for every reader (a partial position in an id refers to them)."""
-    if value is None:
+    if value is None or not projects:
+        # No client of any project: nothing to decode. Every span would otherwise be decoded a
+        # second time in the process that owns the store, which bounds the whole pipeline.
         return [], 0
     if code == "s":
+        # A span of a watched project spells that project's id in its message; most messages
+        # belong to projects nobody is watching, and need not be decoded at all.
+        if not any(project.encode() in value for project in projects):
+            return [], 0
         spans, unreadable = decode_message(value)
         count = len(spans)
         items = [
