@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 from pathlib import Path
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
@@ -16,7 +17,7 @@ MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 def use_process_dir(directory: Path) -> None:
     """For the command that starts a deployment's processes: they inherit the directory. The
     files of an earlier run are removed (their counters belong to processes that are gone)."""
-    if "prometheus_client" in __import__("sys").modules:
+    if "prometheus_client" in sys.modules:
         raise RuntimeError("use_process_dir must run before prometheus_client is imported")
     shutil.rmtree(directory, ignore_errors=True)
     directory.mkdir(parents=True)

@@ -33,8 +33,8 @@ BODIES = {
     ("PATCH", "/api/projects/{project}/members/{user_id}"): {"role": "viewer"},
     ("POST", "/api/projects/{project}/invites"): {"email": "intruder@example.com", "role": "admin"},
     ("POST", "/api/projects/{project}/keys"): {"name": "intruder", "role": "admin"},
-    ("PUT", "/api/slos/{slo_id}"): SLO,
-    ("PUT", "/api/alerts/rules/{rule_id}"): RULE,
+    ("PUT", "/api/slos/{slo_id}"): {**SLO, "target": 1234},
+    ("PUT", "/api/alerts/rules/{rule_id}"): {**RULE, "name": "taken over"},
     ("POST", "/api/alerts/rules/{rule_id}/snooze"): {"minutes": 30},
     ("POST", "/api/alerts/{alert_id}/snooze"): {"minutes": 30},
     ("PATCH", "/api/mcp/servers/{name}"): {"enabled": True},
@@ -113,6 +113,12 @@ async def test_nothing_of_another_project_is_found_or_changed(world, credential)
     for path in (f"/api/projects/{b['project']}", f"/api/slos/{b['slo_id']}", f"/api/alerts/rules/{b['rule_id']}",
                  f"/api/agents/sessions/{b['session_id']}", f"/api/mcp/servers/{b['name']}"):
         assert (await client.get(path, headers=b_headers)).status_code == 200, path
+    project = await client.get(f"/api/projects/{b['project']}", headers=b_headers)
+    assert project.json()["name"] != BODIES[("PATCH", "/api/projects/{project}")]["name"]
+    slo = (await client.get(f"/api/slos/{b['slo_id']}", headers=b_headers)).json()
+    assert (slo["kind"], slo["target"]) == (SLO["kind"], SLO["target"])
+    rule = (await client.get(f"/api/alerts/rules/{b['rule_id']}", headers=b_headers)).json()
+    assert rule["name"] == RULE["name"]
     server = await client.get(f"/api/mcp/servers/{b['name']}", headers=b_headers)
     assert server.status_code == 200 and server.json()["enabled"] is False
     keys = (await client.get(f"/api/projects/{b['project']}/keys", headers=b_headers)).json()["items"]
