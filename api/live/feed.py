@@ -58,6 +58,15 @@ def consumer_config(settings: Settings, **overrides) -> dict:
     }
 
 
+@dataclass(slots=True)
+class Chunk:
+    """Events of one fan-out for one channel, with their frames already joined: every client of
+    the channel is handed the same bytes, so a thousand clients cost one join, not a thousand."""
+
+    events: list[LiveEvent]
+    data: bytes
+
+
 class LiveClient:
     """One connected stream: its filter and its bounded buffer of events not yet sent."""
 
@@ -66,34 +75,52 @@ class LiveClient:
         self.dropped = 0
         self.start: Position | None = None  # the feed's position when this client joined
         self.last_sent = time.monotonic()
-        self._buffer: deque[LiveEvent] = deque(maxlen=buffer)
+        self._capacity = buffer
+        self._buffer: deque[Chunk] = deque()
+        self._buffered = 0  # events in the buffer
         self._ready = asyncio.Event()
         self._joined: asyncio.Future[Position] = asyncio.get_running_loop().create_future()
         self._stats = stats
 
-    def push(self, events: list[LiveEvent]) -> None:
-        overflow = len(self._buffer) + len(events) - self._buffer.maxlen
+    def push(self, chunk: Chunk) -> None:
+        self._buffer.append(chunk)
+        self._buffered += len(chunk.events)
+        overflow = self._buffered - self._capacity
         if overflow > 0:
-            self.dropped += overflow
-            self._stats.events_dropped += overflow
-            SSE_DROPPED.inc(overflow)
-        self._buffer.extend(events)
-        self._ready.set()
+            self._drop_oldest(overflow)
+        if not self._ready.is_set():
+            self._ready.set()
+
+    def _drop_oldest(self, count: int) -> None:
+        self.dropped += count
+        self._stats.events_dropped += count
+        SSE_DROPPED.inc(count)
+        self._buffered -= count
+        while count:
+            oldest = self._buffer[0]
+            if len(oldest.events) <= count:
+                self._buffer.popleft()
+                count -= len(oldest.events)
+            else:
+                kept = oldest.events[count:]
+                self._buffer[0] = Chunk(kept, b"".join(event.frame for event in kept))
+                count = 0
 
     def wake(self) -> None:
         self._ready.set()
 
-    async def take(self) -> list[LiveEvent]:
+    async def take(self) -> list[Chunk]:
         """Everything buffered, waiting for something; [] when woken with nothing (time for a
         keepalive, or the feed is ending)."""
         if not self._buffer:
             self._ready.clear()
             await self._ready.wait()
-        events = list(self._buffer)
+        chunks = list(self._buffer)
         self._buffer.clear()
-        self._stats.events_sent += len(events)
+        self._stats.events_sent += self._buffered
+        self._buffered = 0
         self.last_sent = time.monotonic()
-        return events
+        return chunks
 
 
 @dataclass
@@ -270,8 +297,9 @@ class LiveFeed:
     @staticmethod
     def _push(touched: list[_Channel]) -> None:
         for channel in touched:
+            chunk = Chunk(channel.pending, b"".join(event.frame for event in channel.pending))
             for client in channel.clients:
-                client.push(channel.pending)
+                client.push(chunk)
             channel.pending = []
         touched.clear()
 
