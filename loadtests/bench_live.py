@@ -35,7 +35,9 @@ from spanstream.producer import make_producer
 from spanstream.settings import Settings, load_settings
 
 SENT_AT = b'"sent_at":'
-EVENT = b"event: "
+# Counted in every read of every client: a longer needle is skipped through faster (three times
+# faster than `event: ` here, which was half the clients' CPU). Ids start with the format version.
+EVENT = b"event: span:new\nid: 1~"
 HISTOGRAM_MS = 120_000  # latencies are counted per millisecond up to two minutes; later ones in the last bucket
 
 
@@ -74,11 +76,11 @@ class SseClient(asyncio.Protocol):
         if not self.connected.done():
             if b"event: error" in data:
                 self.error = data.decode(errors="replace")[-300:]
-            if b"connected" in data or EVENT in data or self.error:
+            if b"connected" in data or b"event: " in data or self.error:
                 self.connected.set_result(self.error is None)
-        # An `event: ` cut by the end of the last read is counted once, here.
-        self.events += data.count(EVENT) + (self._tail + data[:6]).count(EVENT)
-        self._tail = data[-6:]
+        # An event line cut by the end of the last read is counted once, here.
+        self.events += data.count(EVENT) + (self._tail + data[:len(EVENT) - 1]).count(EVENT)
+        self._tail = data[-(len(EVENT) - 1):]
         sent_at = _sent_at(data)
         if sent_at is not None:
             self.samples += 1

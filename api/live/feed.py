@@ -158,7 +158,7 @@ class LiveFeed:
         self.ending = False
         self._keepalive: asyncio.Task | None = None
         self._batches: deque[_Batch] = deque()
-        self._slice = max(1, settings.live_client_buffer // 2)
+        self._slice = settings.live_client_buffer
         self._slice_at = 0
         # True while a batch is half handed out: the feed's position then is no client's.
         self.mid_batch = False
@@ -250,10 +250,12 @@ class LiveFeed:
 
     def _dispatch(self) -> None:
         # Runs on the event loop, so joining, leaving and fan-out never interleave. Events go
-        # out in slices of half a client buffer, with the loop turning in between: a batch
-        # larger than a buffer (after the reader was held up) then costs a client that keeps up
-        # nothing, while batches that queued up while the loop was busy go out together, so a
-        # client wakes once for all of them.
+        # out in slices of one client buffer, with the loop turning in between: a batch larger
+        # than a buffer (after the reader was held up) then costs a client that took what it was
+        # handed last turn nothing, while batches that queued up while the loop was busy go out
+        # together, so a client wakes once for all of them. A turn costs a write per client
+        # whatever it carries, so the slice bounds the feed's rate once it is behind: slices of
+        # half a buffer kept a feed that fell behind from ever catching up.
         budget = self._slice
         touched: list[_Channel] = []
         while self._batches and budget > 0:
