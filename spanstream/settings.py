@@ -108,7 +108,7 @@ class Settings(BaseSettings):
     login_lockout_seconds: float = Field(default=900, gt=0)
     # One client address failing this many logins within login_ip_window_seconds, whatever the
     # accounts, is refused (429) for login_ip_block_seconds; 0 turns it off. Behind a proxy, the
-    # address is the one uvicorn's --forwarded-allow-ips lets the proxy name.
+    # address is the one uvicorn's FORWARDED_ALLOW_IPS lets the proxy name (X-Forwarded-For).
     login_ip_max_failures: int = Field(default=50, ge=0)
     login_ip_window_seconds: float = Field(default=600, gt=0)
     login_ip_block_seconds: float = Field(default=900, gt=0)
