@@ -175,6 +175,36 @@ def test_every_kind_of_event_arrives_and_a_reconnect_with_last_event_id_gets_exa
         assert "llm_input" not in data and "llm_output" not in data
 
 
+def test_a_streams_ids_name_only_the_topics_it_reads_and_resume_from_them_exactly(live_settings):
+    project_id, key = new_project(live_settings.postgres_dsn)
+    topics = Topics(live_settings)
+    with serve_app(live_settings) as served:
+        with open_stream(served.base, key, types="span:new,alert") as stream:
+            connected = stream.next_block().id
+            assert connected.startswith("1~s") and "~a" in connected and "~n" not in connected and "~h" not in connected
+            topics.spans([span(project_id, "t-1", "t-1-0")])
+            topics.session(project_id, "t-1", 1)
+            assert read_until(stream, {("span:new", "t-1-0")}) == [("span:new", "t-1-0")]
+            left_at = stream.last_id
+        assert "~n" not in left_at and "~s" in left_at
+        # Missed while away: a span and an alert it wants, a session and a tag it does not.
+        topics.spans([span(project_id, "t-2", "t-2-0")])
+        topics.session(project_id, "t-2", 1)
+        topics.health_tag(project_id, "t-2", 1)
+        topics.alert(project_id, "t-alert")
+        with open_stream(served.base, key, types="span:new,alert", headers={"Last-Event-ID": left_at}) as stream:
+            resumed = read_until(stream, {("span:new", "t-2-0"), ("alert", "t-alert")})
+        assert Counter(resumed) == Counter([("span:new", "t-2-0"), ("alert", "t-alert")])
+        # Asking for more types with that id: the new types from now on, not the sessions
+        # topic read back from its start; what it missed of its own types, once.
+        with open_stream(served.base, key, headers={"Last-Event-ID": left_at}) as stream:
+            replayed = read_until(stream, {("span:new", "t-2-0"), ("alert", "t-alert")})
+            topics.session(project_id, "t-3", 1)
+            later = read_until(stream, {("session:updated", "t-3", 1)})
+        assert Counter(replayed) == Counter([("span:new", "t-2-0"), ("alert", "t-alert")])
+        assert later == [("session:updated", "t-3", 1)]
+
+
 def test_with_no_client_connected_the_feed_reads_nothing_and_a_new_client_starts_from_its_connect(live_settings):
     project_id, key = new_project(live_settings.postgres_dsn)
     topics = Topics(live_settings)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from api.live.events import LiveEvent, sse_frame
-from api.live.positions import Position, PositionTracker, decode_position
+from api.live.positions import ALL_CODES, Position, PositionTracker, decode_position
 from api.routers.live import _behind_floor
 
 
@@ -32,6 +32,15 @@ def test_the_tracker_gives_each_event_of_a_batch_message_its_own_position():
     assert decode_position(tracker.current_id()).marks == {("s", 0): (5, 0), ("h", 0): (10, 0)}
 
 
+def test_an_id_for_some_topics_names_only_those():
+    tracker = PositionTracker(Position({("s", 0): (4, 0), ("s", 1): (2, 0), ("n", 0): (9, 0), ("a", 0): (1, 0)}))
+    tracker.event_id("s", 1, 2, 0, 2)
+    spans_and_alerts = frozenset({"s", "a"})
+    assert tracker.current_id(spans_and_alerts) == "1~s4.2~a1~+s1.1"
+    assert tracker.current_id() == "1~s4.2~n9~a1~+s1.1"
+    assert Position({("s", 0): (4, 0), ("n", 0): (9, 0)}).encode(frozenset({"n"})) == "1~n9"
+
+
 def test_merging_keeps_the_furthest_mark_of_each_partition():
     ahead_here = Position({("s", 0): (5, 1), ("s", 1): (2, 0)})
     ahead_there = Position({("s", 0): (5, 0), ("s", 1): (3, 0)})
@@ -42,7 +51,8 @@ def test_merging_keeps_the_furthest_mark_of_each_partition():
 def _event(offset: int, index: int, count: int, feed_marks: dict) -> LiveEvent:
     event_id = Position(feed_marks).encode()
     data = b'{"n":%d}' % (offset * 10 + index)
-    return LiveEvent("span:new", "p", "s", (), event_id, "s", 0, offset, index, count, data, sse_frame("span:new", event_id, data))
+    return LiveEvent("span:new", "p", "s", (), event_id, "s", 0, offset, index, count, data,
+                     {ALL_CODES: sse_frame("span:new", event_id, data)})
 
 
 def test_a_client_ahead_of_this_process_gets_nothing_twice_and_keeps_its_marks():

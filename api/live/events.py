@@ -7,11 +7,13 @@ from dataclasses import dataclass
 
 import orjson
 
+from api.live.positions import ALL_CODES, Codes
 from schemas.span import PAYLOAD_FIELDS, Span, decode_message
 
 # The event each topic's records become, by topic code (api/live/positions.py).
 EVENT_OF_TOPIC = {"s": "span:new", "n": "session:updated", "h": "health:tag", "c": "health:check", "a": "alert"}
 EVENT_TYPES = tuple(EVENT_OF_TOPIC.values())
+TOPIC_OF_EVENT = {kind: code for code, kind in EVENT_OF_TOPIC.items()}
 # A span:new event says a span happened, and GET /api/spans has the rest: it carries neither the
 # payloads (up to 128 KiB each) nor fields left empty. Each client is sent every byte of every event,
 # a thousand clients at a thousand events a second, so the bytes are the feed's main cost.
@@ -45,7 +47,9 @@ class LiveEvent:
     index: int
     count: int
     data: bytes
-    frame: bytes  # the whole SSE event, the same bytes for every client
+    # The whole SSE event for streams whose ids name the topics of each key (api/live/positions.py),
+    # the same bytes for every such client.
+    frames: dict[Codes, bytes]
 
     @property
     def mark(self) -> tuple[int, int]:
@@ -119,6 +123,15 @@ class LiveFilter:
     kinds: frozenset[str] = frozenset()  # empty: every kind
     agent: str | None = None
     session_id: str | None = None
+
+    @property
+    def codes(self) -> Codes:
+        """The topics this stream's ids name: those of the event types it asked for. An id that
+        named every topic would be mostly offsets of topics the client never reads, and each
+        event carries one."""
+        if not self.kinds or len(self.kinds) == len(EVENT_TYPES):
+            return ALL_CODES
+        return frozenset(TOPIC_OF_EVENT[kind] for kind in self.kinds)
 
     def matches(self, event: LiveEvent | Item, kind: str) -> bool:
         # An agent or session filter keeps only the events that name that agent or session.

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from api.live.events import EVENT_OF_TOPIC, LiveEvent, LiveFilter, message_items, sse_frame
-from api.live.positions import Position, PositionTracker
+from api.live.positions import ALL_CODES, Codes, Position, PositionTracker
 from spanstream.metrics import SSE_CONNECTIONS, SSE_DROPPED
 from spanstream.settings import Settings
 
@@ -73,6 +73,7 @@ class LiveClient:
 
     def __init__(self, live_filter: LiveFilter, buffer: int, stats: LiveFeedStats) -> None:
         self.filter = live_filter
+        self.codes = live_filter.codes  # the topics its ids name
         self.dropped = 0
         self.start: Position | None = None  # the feed's position when this client joined
         self.last_sent = time.monotonic()
@@ -104,7 +105,7 @@ class LiveClient:
                 count -= len(oldest.events)
             else:
                 kept = oldest.events[count:]
-                self._buffer[0] = Chunk(kept, b"".join(event.frame for event in kept))
+                self._buffer[0] = Chunk(kept, b"".join(event.frames[self.codes] for event in kept))
                 count = 0
 
     def wake(self) -> None:
@@ -130,11 +131,15 @@ class _Channel:
     clients: list[LiveClient] = field(default_factory=list)
     pending: list[LiveEvent] = field(default_factory=list)
 
+    def __post_init__(self) -> None:
+        self.codes = self.filter.codes
+
 
 @dataclass
 class _Batch:
     events: list[LiveEvent]
     projects: frozenset[str]  # the projects the reader decoded this batch for
+    codesets: frozenset[Codes]  # the id topic sets it wrote frames for
     position: Position
     position_id: str
     unreadable: int
@@ -151,6 +156,8 @@ class LiveFeed:
         self._projects: dict[str, int] = {}
         # Read by the reader thread at each batch; replaced, never mutated, so it reads whole sets.
         self._project_set: frozenset[str] = frozenset()
+        self._codes_used: dict[Codes, int] = {}
+        self._codesets: frozenset[Codes] = frozenset()  # as _project_set
         self.position = Position({})
         self.position_id = ""
         self._stopping = threading.Event()
@@ -216,6 +223,8 @@ class LiveFeed:
         project = live_filter.project_id
         self._projects[project] = self._projects.get(project, 0) + 1
         self._project_set = frozenset(self._projects)
+        self._codes_used[client.codes] = self._codes_used.get(client.codes, 0) + 1
+        self._codesets = frozenset(self._codes_used)
         self._joining.append(client)
         return client
 
@@ -243,6 +252,10 @@ class LiveFeed:
         if not self._projects[project]:
             del self._projects[project]
         self._project_set = frozenset(self._projects)
+        self._codes_used[client.codes] -= 1
+        if not self._codes_used[client.codes]:
+            del self._codes_used[client.codes]
+        self._codesets = frozenset(self._codes_used)
 
     def _enqueue(self, batch: _Batch) -> None:
         self._batches.append(batch)
@@ -281,7 +294,7 @@ class LiveFeed:
             self._loop.call_soon(self._dispatch)
 
     def _admit_joining(self, batch: _Batch) -> None:
-        for client in [c for c in self._joining if c.filter.project_id in batch.projects]:
+        for client in [c for c in self._joining if c.filter.project_id in batch.projects and c.codes in batch.codesets]:
             self._joining.remove(client)
             client.start = self.position
             channels = self._channels.setdefault(client.filter.project_id, {})
@@ -300,7 +313,8 @@ class LiveFeed:
     @staticmethod
     def _push(touched: list[_Channel]) -> None:
         for channel in touched:
-            chunk = Chunk(channel.pending, b"".join(event.frame for event in channel.pending))
+            codes = channel.codes
+            chunk = Chunk(channel.pending, b"".join(event.frames[codes] for event in channel.pending))
             for client in channel.clients:
                 client.push(chunk)
             channel.pending = []
@@ -355,6 +369,7 @@ class LiveFeed:
     def _read(self, consumer: Consumer, tracker: PositionTracker) -> None:
         flush = self._settings.live_flush_seconds
         last_projects: frozenset[str] | None = None
+        last_codesets: frozenset[Codes] | None = None
         reading = True  # _open assigned every partition
         try:
             while not self._stopping.is_set():
@@ -378,26 +393,26 @@ class LiveFeed:
                     # The feed's position jumps to the ends before anyone is admitted: a joining
                     # client's start is then past what was skipped, never before it.
                     self._loop.call_soon_threadsafe(
-                        self._enqueue, _Batch([], frozenset(), tracker.position(), tracker.current_id(), 0))
+                        self._enqueue, _Batch([], frozenset(), frozenset(), tracker.position(), tracker.current_id(), 0))
                 try:
                     messages = consumer.consume(num_messages=5000, timeout=flush)
                 except KafkaException as error:
                     log.warning("live feed: reading failed (%s); retrying", error)
                     continue
                 self.stats.messages_read += len(messages)
-                projects = self._project_set
-                if not messages and projects is last_projects:
+                projects, codesets = self._project_set, self._codesets
+                if not messages and projects is last_projects and codesets is last_codesets:
                     continue
-                last_projects = projects
+                last_projects, last_codesets = projects, codesets
                 try:
-                    events, unreadable = read_events(messages, self._codes, projects, tracker)
+                    events, unreadable = read_events(messages, self._codes, projects, tracker, codesets=codesets)
                 except Exception:  # noqa: BLE001 - one bad batch must not end the feed
                     log.exception("live feed: a batch could not be read; its events are skipped")
                     events, unreadable = [], len(messages)
                     for message in messages:
                         if message.error() is None:
                             tracker.passed(self._codes[message.topic()], message.partition(), message.offset())
-                batch = _Batch(events, projects, tracker.position(), tracker.current_id(), unreadable)
+                batch = _Batch(events, projects, codesets, tracker.position(), tracker.current_id(), unreadable)
                 self._loop.call_soon_threadsafe(self._enqueue, batch)
         except RuntimeError:  # the loop closed under us at shutdown
             pass
@@ -418,10 +433,12 @@ def _end_offset(consumer: Consumer, partition: TopicPartition, attempts: int = 4
 
 
 def read_events(messages, codes: dict[str, str], projects, tracker: PositionTracker,
-                live_filter: LiveFilter | None = None, skip: dict | None = None) -> tuple[list[LiveEvent], int]:
-    """Events of `messages` for `projects`, each with its id; the tracker moves past every message.
-    `live_filter` keeps only what one client wants; `skip` maps a partition to the mark up to
-    which its events were delivered already (the message a resumed id points into)."""
+                live_filter: LiveFilter | None = None, skip: dict | None = None,
+                codesets=(ALL_CODES,)) -> tuple[list[LiveEvent], int]:
+    """Events of `messages` for `projects`, each with its id and a frame for each of `codesets`
+    (the topic sets clients' ids name); the tracker moves past every message. `live_filter`
+    keeps only what one client wants; `skip` maps a partition to the mark up to which its events
+    were delivered already (the message a resumed id points into)."""
     events, unreadable = [], 0
     for message in messages:
         if message.error() is not None:
@@ -437,8 +454,9 @@ def read_events(messages, codes: dict[str, str], projects, tracker: PositionTrac
             if live_filter is not None and not live_filter.matches(item, kind):
                 continue
             event_id = tracker.event_id(code, partition, offset, item.index, item.count)
+            frames = {ids: sse_frame(kind, event_id if ids is ALL_CODES else tracker.current_id(ids), item.data)
+                      for ids in codesets if code in ids}
             events.append(LiveEvent(kind, item.project_id, item.session_id, item.agents, event_id, code,
-                                    partition, offset, item.index, item.count, item.data,
-                                    sse_frame(kind, event_id, item.data)))
+                                    partition, offset, item.index, item.count, item.data, frames))
         tracker.passed(code, partition, offset)
     return events, unreadable

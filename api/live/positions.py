@@ -22,6 +22,10 @@ TOPIC_CODES = ("s", "n", "h", "c", "a")
 FORMAT_VERSION = "1"
 _DIGITS = "0123456789abcdef"
 
+# A set of topic codes: the topics an id names. ALL_CODES is the one every unfiltered stream uses.
+Codes = frozenset[str]
+ALL_CODES: Codes = frozenset(TOPIC_CODES)
+
 # (offset of the next message not fully delivered, how many of its events were delivered)
 Mark = tuple[int, int]
 Partition = tuple[str, int]  # (topic code, partition)
@@ -65,8 +69,16 @@ class Position:
         """Whether this position is at or past `other` in every partition `other` names."""
         return all(self.mark(partition) >= mark for partition, mark in other.marks.items())
 
-    def encode(self) -> str:
+    def encode(self, codes: Codes = ALL_CODES) -> str:
+        """The id of this position in the topics `codes` (a stream's ids name only the topics
+        of the event types it asked for)."""
+        if codes is not ALL_CODES:
+            return encode_marks({partition: mark for partition, mark in self.marks.items() if partition[0] in codes})
         return encode_marks(self.marks)
+
+    def topics(self) -> frozenset[str]:
+        """The codes of the topics this position names."""
+        return frozenset(code for code, _ in self.marks)
 
 
 def encode_marks(marks: dict[Partition, Mark]) -> str:
@@ -120,6 +132,7 @@ class PositionTracker:
         self._segments: dict[str, tuple[str, list[str]]] = {}
         self._dirty = set(self._marks)
         self._id: str | None = None
+        self._ids: dict[Codes, str] = {}
 
     def _mark_list(self, code: str, partition: int) -> list[Mark]:
         marks = self._marks.setdefault(code, [])
@@ -144,15 +157,25 @@ class PositionTracker:
         """The message was read to its end (whatever it emitted)."""
         self._set(code, partition, (offset + 1, 0))
 
-    def current_id(self) -> str:
+    def current_id(self, codes: Codes = ALL_CODES) -> str:
+        """The id of where the reader stands, in the topics `codes`."""
         if self._id is None:
             for code in self._dirty:
                 self._segments[code] = _segment(code, self._marks[code])
             self._dirty.clear()
-            segments = [self._segments[code] for code in TOPIC_CODES if code in self._segments]
-            self._id = "~".join([FORMAT_VERSION, *(offsets for offsets, _ in segments),
-                                 *(mark for _, partial in segments for mark in partial)])
-        return self._id
+            self._id = self._join(ALL_CODES)
+            self._ids = {ALL_CODES: self._id}
+        if codes is ALL_CODES:
+            return self._id
+        found = self._ids.get(codes)
+        if found is None:
+            found = self._ids[codes] = self._join(codes)
+        return found
+
+    def _join(self, codes: Codes) -> str:
+        segments = [self._segments[code] for code in TOPIC_CODES if code in self._segments and code in codes]
+        return "~".join([FORMAT_VERSION, *(offsets for offsets, _ in segments),
+                         *(mark for _, partial in segments for mark in partial)])
 
     def position(self) -> Position:
         return Position({(code, partition): mark for code, marks in self._marks.items()

@@ -15,22 +15,29 @@ from confluent_kafka import Consumer, KafkaError, TopicPartition
 
 from api.live.events import LiveFilter
 from api.live.feed import LiveFeed, consumer_config, read_events
-from api.live.positions import Position, PositionTracker
+from api.live.positions import ALL_CODES, Codes, Position, PositionTracker
 
 # Chunks waiting for a slow client: the reader thread blocks rather than read further ahead.
 _QUEUED_CHUNKS = 8
 
 
-def missed_ranges(resume: Position, until: Position) -> dict[tuple[str, int], tuple[tuple[int, int], int]]:
-    """Per partition the client is behind in: (its mark, the feed's next offset at the join)."""
+def missed_ranges(resume: Position, until: Position, codes: Codes = ALL_CODES
+                  ) -> dict[tuple[str, int], tuple[tuple[int, int], int]]:
+    """Per partition the client is behind in: (its mark, the feed's next offset at the join).
+
+    Only topics in `codes` (those of the event types the client asks for now) and named by the
+    id count: a topic the id does not name was not being followed, so there is nothing it
+    missed there (a client that asks for more types than before gets the new ones from now).
+    A partition of a named topic that the id does not list was added since: read from its start."""
+    named = resume.topics()
     return {partition: (resume.mark(partition), end) for partition, (end, _) in until.marks.items()
-            if resume.mark(partition) < (end, 0)}
+            if partition[0] in codes and partition[0] in named and resume.mark(partition) < (end, 0)}
 
 
 async def missed_events(feed: LiveFeed, live_filter: LiveFilter, resume: Position, until: Position,
                         keepalive: float) -> AsyncIterator[bytes]:
     """SSE chunks of the events the client missed; a keepalive comment while nothing matches."""
-    ranges = missed_ranges(resume, until)
+    ranges = missed_ranges(resume, until, live_filter.codes)
     if not ranges:
         return
     loop = asyncio.get_running_loop()
@@ -73,6 +80,7 @@ async def missed_events(feed: LiveFeed, live_filter: LiveFilter, resume: Positio
 
 def _read_back(feed: LiveFeed, live_filter: LiveFilter, resume: Position, ranges, hand_over, stopping) -> None:
     codes = {topic: code for code, topic in feed.topics.items()}
+    ids = live_filter.codes
     consumer = Consumer(consumer_config(feed._settings, **{"enable.partition.eof": True}))
     try:
         consumer.assign([TopicPartition(feed.topics[code], partition, start[0])
@@ -102,9 +110,9 @@ def _read_back(feed: LiveFeed, live_filter: LiveFilter, resume: Position, ranges
                 if message.offset() + 1 >= remaining[key]:
                     del remaining[key]
                     consumer.pause([TopicPartition(*key)])
-            events, _ = read_events(wanted, codes, projects, tracker, live_filter, skip)
+            events, _ = read_events(wanted, codes, projects, tracker, live_filter, skip, codesets=(ids,))
             if events:
                 feed.stats.events_resent += len(events)
-                hand_over(b"".join(event.frame for event in events))
+                hand_over(b"".join(event.frames[ids] for event in events))
     finally:
         consumer.close()

@@ -15,7 +15,7 @@ from fastapi.sse import EventSourceResponse
 from api.live.auth import LiveCaller
 from api.live.events import EVENT_TYPES, LiveEvent, LiveFilter, sse_frame
 from api.live.feed import LiveClient, LiveFeed
-from api.live.positions import Position, decode_position
+from api.live.positions import ALL_CODES, Codes, Position, decode_position
 from api.live.resume import missed_events
 
 router = APIRouter(prefix="/api/live", tags=["live"])
@@ -91,7 +91,7 @@ async def _stream(feed: LiveFeed, client: LiveClient, resume: Position | None, k
         floor = None
         if resume is None:
             # The browser keeps this id, so a reconnect before any event still resumes exactly.
-            yield b": connected\nid: %s\n\n" % start.encode().encode()
+            yield b": connected\nid: %s\n\n" % start.encode(client.codes).encode()
         else:
             async with aclosing(missed_events(feed, client.filter, resume, start, keepalive)) as missed:
                 async for chunk in missed:
@@ -105,12 +105,13 @@ async def _stream(feed: LiveFeed, client: LiveClient, resume: Position | None, k
                 if feed.mid_batch:
                     yield b": keepalive\n\n"
                     continue
-                position_id = feed.position_id if floor is None else feed.position.merged(floor).encode()
+                position = feed.position if floor is None else feed.position.merged(floor)
+                position_id = feed.position_id if client.codes is ALL_CODES and floor is None else position.encode(client.codes)
                 yield b": keepalive\nid: %s\n\n" % position_id.encode()
             elif floor is None:
                 yield chunks[0].data if len(chunks) == 1 else b"".join(chunk.data for chunk in chunks)
             else:
-                frames = _behind_floor([event for chunk in chunks for event in chunk.events], floor)
+                frames = _behind_floor([event for chunk in chunks for event in chunk.events], floor, client.codes)
                 if frames:
                     yield frames
                 # The buffer was just emptied: whatever comes next was read past this point.
@@ -120,14 +121,14 @@ async def _stream(feed: LiveFeed, client: LiveClient, resume: Position | None, k
         feed.leave(client)
 
 
-def _behind_floor(events: list[LiveEvent], floor: Position) -> bytes:
+def _behind_floor(events: list[LiveEvent], floor: Position, codes: Codes = ALL_CODES) -> bytes:
     """Frames for a client that resumed from a process further along than this one: what it
     saw already is skipped, and ids keep its own further marks."""
     frames = []
     for event in events:
         if event.mark <= floor.mark((event.code, event.partition)):
             continue
-        event_id = decode_position(event.id).merged(floor).encode()
+        event_id = decode_position(event.id).merged(floor).encode(codes)
         frames.append(sse_frame(event.kind, event_id, event.data))
     return b"".join(frames)
 
