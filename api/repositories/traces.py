@@ -6,7 +6,7 @@ from datetime import UTC
 from typing import Any
 
 from api.reader import CappedReader
-from api.repositories.sessions import SESSION_FIELDS, session_out
+from api.repositories.sessions import SESSION_FIELDS, judged_now, session_out
 
 # Everything the trace shows of a span; the payloads (arguments, results, prompts) stay out of
 # the trace so that a page costs what its timing rows cost.
@@ -27,7 +27,7 @@ async def session_trace(
     session. One query: under concurrent readers every query waits its turn at the store, so a
     trace that needed three would wait three times."""
     parameters: dict[str, Any] = {"project_id": project_id, "session_id": session_id, "limit": limit,
-                                  "incomplete_after": int(incomplete_after)}
+                                  **judged_now(incomplete_after)}
     keyset = ""
     if after is not None:
         keyset = _KEYSET
