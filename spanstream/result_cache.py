@@ -12,6 +12,7 @@ clients asking for the same page in the same second, are what this saves.
 
 from __future__ import annotations
 
+import functools
 import re
 import threading
 import time
@@ -26,13 +27,17 @@ _UNSTABLE = re.compile(
     r"currentUser|hostName|uptime|timezone|serverTimezone|queryID|initialQueryID)\s*\(",
     re.IGNORECASE,
 )
+_COMMENT_OR_STRING = re.compile(r"'(?:[^'\\]|\\.)*'|--[^\n]*|/\*.*?\*/", re.DOTALL)
 MAX_ENTRIES = 512
 MAX_ROWS = 20_000  # a larger answer is rare, costly to keep and not what dashboards poll
 
 
+@functools.lru_cache(maxsize=1024)  # the endpoints send a few dozen texts, over and over
 def tables_read(sql: str) -> frozenset[str] | None:
     """The tables a query reads (by the names after FROM and JOIN), or None if its answer may
-    change without a write to them."""
+    change without a write to them. Comments are not read; a word in a string literal may
+    only make the answer look less stable than it is."""
+    sql = _COMMENT_OR_STRING.sub(lambda m: m[0] if m[0].startswith("'") else " ", sql)
     if _UNSTABLE.search(sql):
         return None
     names = set()

@@ -61,9 +61,10 @@ async def test_a_caller_reshaping_its_rows_does_not_change_the_next_callers(stor
 def test_only_answers_that_depend_on_the_tables_alone_are_reused():
     assert tables_read("SELECT a FROM sessions FINAL JOIN session_costs USING (session_id)") == {
         "sessions", "session_costs"}
+    assert tables_read("SELECT a -- rows from the clock, now()\nFROM spans /* from elsewhere */") == {"spans"}
     for sql in ("SELECT now()", "SELECT count() FROM sessions WHERE last_at > now64(6)",
                 "SELECT * FROM system.parts", "SELECT * FROM numbers(10)", "SELECT rand() FROM spans",
-                "SELECT * FROM other_db.spans", "SELECT 1"):
+                "SELECT * FROM other_db.spans", "SELECT 1", "SELECT 1 FROM spans WHERE x = 'now()'"):
         assert tables_read(sql) is None, sql
 
 
@@ -125,3 +126,10 @@ def test_reads_run_beside_inserts_and_see_whole_batches(store):
         assert counts == sorted(counts)
     assert store.query_sync("SELECT count() AS n FROM spans WHERE project_id = {p:String}", {"p": project}) == [
         {"n": batch * batches}]
+
+
+def test_the_session_reads_are_ones_the_store_may_reuse():
+    # They judge `incomplete` at a bound second; a clock call in them would end all reuse.
+    from api.repositories.sessions import SESSION_FIELDS
+
+    assert tables_read(f"SELECT {SESSION_FIELDS} FROM sessions FINAL") == {"sessions"}
