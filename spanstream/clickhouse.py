@@ -14,7 +14,7 @@ import queue
 import re
 import threading
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -61,6 +61,8 @@ class ClickHouseStore:
         self._read_pool: ThreadPoolExecutor | None = None
         self._cache = ResultCache() if settings.clickhouse_embedded else None
         self._feeds: dict[str, frozenset[str]] = {}  # table -> tables its materialized views write
+        self._flights: dict[tuple, tuple[tuple[int, ...], Future]] = {}
+        self._flights_lock = threading.Lock()
 
     @property
     def embedded(self) -> bool:
@@ -253,10 +255,32 @@ class ClickHouseStore:
             return _dicts(*await self._off_loop(self._select, sql, parameters, settings))
         answer = self._cache.get(key)
         if answer is None:
-            stamp = self._cache.stamp(key)
-            answer = await self._off_loop(self._select, sql, parameters, settings)
-            self._cache.put(key, stamp, answer, len(answer[1]))
+            answer = await asyncio.wrap_future(self._flight(key, sql, parameters, settings))
         return _dicts(*answer)
+
+    def _flight(self, key: tuple, sql: str, parameters, settings) -> Future:
+        """The one query under way for `key`, started if there is none: a hundred clients asking
+        for the same list in the same second wait for one query, not a hundred. A flight that
+        began before the latest write to its tables is not joined (its answer may lack it)."""
+        if self._read_pool is None:
+            raise StoreUnavailable("the ClickHouse store is not open")
+        stamp = self._cache.stamp(key)
+        with self._flights_lock:
+            flight = self._flights.get(key)
+            if flight is not None and flight[0] == stamp:
+                return flight[1]
+            future = self._read_pool.submit(self._select, sql, parameters, settings)
+            self._flights[key] = (stamp, future)
+
+        def landed(done: Future) -> None:
+            with self._flights_lock:
+                if self._flights.get(key, (None, None))[1] is done:
+                    del self._flights[key]
+            if not done.cancelled() and done.exception() is None:
+                self._cache.put(key, stamp, done.result(), len(done.result()[1]))
+
+        future.add_done_callback(landed)
+        return future
 
     async def query_table(
         self, sql: str, parameters: dict[str, Any] | None = None, settings: dict[str, Any] | None = None

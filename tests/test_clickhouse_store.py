@@ -133,3 +133,19 @@ def test_the_session_reads_are_ones_the_store_may_reuse():
     from api.repositories.sessions import SESSION_FIELDS
 
     assert tables_read(f"SELECT {SESSION_FIELDS} FROM sessions FINAL") == {"sessions"}
+
+
+async def test_clients_asking_the_same_at_once_share_one_query(store):
+    import asyncio
+
+    project = _project()
+    seed_session(store, project, "s1", NOW)
+    ran = []
+    select = store._select
+    store._select = lambda *args: ran.append(args) or select(*args)
+    try:
+        answers = await asyncio.gather(*(store.query(_SESSIONS, {"p": project}, cached=True) for _ in range(20)))
+    finally:
+        del store._select
+    assert all(answer == [{"session_id": "s1", "agents": ["planner"]}] for answer in answers)
+    assert len(ran) <= 2  # one, or two if the second turned while they were asked

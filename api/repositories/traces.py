@@ -36,10 +36,11 @@ async def session_trace(
         parameters.update(after_at=after[0], after_id=after[1])
     rows, cells, spans = await asyncio.gather(
         reader.rows(f"SELECT {SESSION_FIELDS} FROM sessions FINAL WHERE {_SESSION}",
-                    {**key, **judged_now(incomplete_after)}),
-        reader.rows(f"SELECT {', '.join(_COST_NAMES)} FROM session_costs FINAL WHERE {_SESSION}", key),
+                    {**key, **judged_now(incomplete_after)}, point_lookup=True),
+        reader.rows(f"SELECT {', '.join(_COST_NAMES)} FROM session_costs FINAL WHERE {_SESSION}", key,
+                    point_lookup=True),
         reader.rows(f"""SELECT {_SPAN_FIELDS} FROM spans FINAL WHERE {_SESSION} {keyset}
-                        ORDER BY started_at, span_id LIMIT {{limit:UInt32}}""", parameters),
+                        ORDER BY started_at, span_id LIMIT {{limit:UInt32}}""", parameters, point_lookup=True),
     )
     if not rows:
         return None
@@ -60,6 +61,6 @@ async def span_parents(reader: CappedReader, project_id: str, session_id: str) -
     rows = await reader.rows(
         """SELECT span_id, parent_span_id FROM spans FINAL
            WHERE project_id = {project_id:String} AND session_id = {session_id:String}""",
-        {"project_id": project_id, "session_id": session_id},
+        {"project_id": project_id, "session_id": session_id}, point_lookup=True,
     )
     return {row["span_id"]: row["parent_span_id"] for row in rows}
