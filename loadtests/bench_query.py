@@ -183,10 +183,22 @@ class LeanClient:
 
     async def get(self, path: str, params: dict | None = None) -> Response:
         target = f"{path}?{urlencode(params)}" if params else path
-        connection = self._idle.pop() if self._idle else await asyncio.open_connection(self._host, self._port)
+        request = f"GET {target} HTTP/1.1\r\nHost: {self._host}\r\n{self._headers}\r\n".encode()
+        while self._idle:
+            # The server closes a connection idle past its keep-alive timeout; like httpx, send
+            # again on a fresh one when a reused connection ends before any answer.
+            connection = self._idle.pop()
+            try:
+                return await self._exchange(connection, request)
+            except (ConnectionError, asyncio.IncompleteReadError) as error:
+                if getattr(error, "partial", b""):
+                    raise
+        return await self._exchange(await asyncio.open_connection(self._host, self._port), request)
+
+    async def _exchange(self, connection, request: bytes) -> Response:
         reader, writer = connection
         try:
-            writer.write(f"GET {target} HTTP/1.1\r\nHost: {self._host}\r\n{self._headers}\r\n".encode())
+            writer.write(request)
             head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")
             status = int(head[0].split(" ", 2)[1])
             fields = {line.split(":", 1)[0].strip().lower(): line.split(":", 1)[1].strip() for line in head[1:] if ":" in line}
