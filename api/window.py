@@ -14,6 +14,15 @@ EARLIEST, LATEST = datetime(1970, 1, 2, tzinfo=UTC), datetime(2106, 1, 1, tzinfo
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
+def request_time() -> datetime:
+    """Now, rounded up to the whole second: what "the last N hours" ends at and what `incomplete`
+    is judged against. Every request in one second asks the same question, so the store can
+    reuse one answer for them (spanstream/result_cache.py); rounding up keeps a span written a
+    moment ago inside the window."""
+    now = datetime.now(UTC)
+    return now.replace(microsecond=0) + timedelta(seconds=1) if now.microsecond else now
+
+
 def micros(moment: datetime) -> int:
     """Microseconds since the epoch, exactly: how times are bound into queries
     (fromUnixTimestamp64Micro) and carried in cursors. A naive time is UTC, as the driver returns it."""
@@ -46,7 +55,7 @@ async def _window(
     start: Annotated[datetime | None, Query(alias="from", description="start of the window, with a time zone")] = None,
     end: Annotated[datetime | None, Query(alias="to", description="end of the window (default now)")] = None,
 ) -> TimeWindow:
-    now = datetime.now(UTC)
+    now = request_time()
     if hours is not None and start is not None:
         raise HTTPException(status.HTTP_400_BAD_REQUEST, "give either `hours` or `from`/`to`, not both")
     end = _aware(end, "to") if end is not None else now

@@ -7,15 +7,22 @@ from datetime import UTC
 from typing import Any
 
 from api.reader import CappedReader
-from api.window import TimeWindow, micros
+from api.window import TimeWindow, micros, request_time
 
 SESSION_FIELDS = """session_id, version, first_at, last_at, duration_ms, spans, llm_calls, tool_calls,
     failed_calls, errors, agents, servers, models, input_tokens, output_tokens, cache_read_tokens,
     cache_creation_tokens, thinking_tokens, cost_nano_usd, unpriced_calls, status,
-    -- `incomplete` is judged when read: an open session that otherwise looks healthy and has
-    -- had no span for the configured time (docs/health-tags.md).
+    -- `incomplete` is judged when read (at as_of, the request's second, bound rather than read
+    -- from the clock so that one second's requests share an answer): an open session that otherwise
+    -- looks healthy and has had no span for the configured time (docs/health-tags.md).
     if(status = 'open' AND health_tag IN ('success', 'success_with_fallback')
-       AND last_at < now64(6) - toIntervalSecond({incomplete_after:UInt64}), 'incomplete', health_tag) AS tag"""
+       AND last_at < fromUnixTimestamp64Micro({as_of:Int64}, 'UTC') - toIntervalSecond({incomplete_after:UInt64}),
+       'incomplete', health_tag) AS tag"""
+
+
+def judged_now(incomplete_after: float) -> dict[str, int]:
+    """The parameters SESSION_FIELDS needs: when and after how long `incomplete` is judged."""
+    return {"as_of": micros(request_time()), "incomplete_after": int(incomplete_after)}
 
 # sort name -> (column, ClickHouse type of its cursor value, Python type of it). Times travel in
 # cursors as integer microseconds, so a page boundary is exact.
@@ -105,7 +112,7 @@ async def list_sessions(
             ORDER BY {column} {direction}, session_id {direction}
             LIMIT {{limit:UInt32}}""",
         {"project_id": project_id, **window.parameters(),
-         "limit": limit, "incomplete_after": int(incomplete_after), **parameters},
+         "limit": limit, **judged_now(incomplete_after), **parameters},
     )
     return [session_out(row) for row in rows]
 
