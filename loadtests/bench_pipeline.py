@@ -365,7 +365,7 @@ def wait_for_summary(server: PipelineServer, http: httpx.Client, ready_at: float
     meter = Meter(server.pid, started=ready_at)
     history: list[tuple[float, int]] = []
     first: tuple[float, int] | None = None
-    profiler: subprocess.Popen | None = None
+    profilers: list[tuple[subprocess.Popen, str, str]] = []
     last_change = last_print = ready_at
     while True:
         server.check_alive()
@@ -392,7 +392,12 @@ def wait_for_summary(server: PipelineServer, http: httpx.Client, ready_at: float
         if first is None and seen > 0:
             first = (now, seen)
             if profile_path:
-                profiler = _start_profiler(server.pid, profile_path)
+                # The server and each fold child, each into a file of its own.
+                for name, pid in [("server", server.pid), *((f"fold {n}", child) for n, child
+                                                            in enumerate(_children(server.pid)))]:
+                    path = profile_path if name == "server" else f"{profile_path}.fold{name.split()[1]}"
+                    if (profiler := _start_profiler(pid, path)) is not None:
+                        profilers.append((profiler, path, name))
         recent = [(t, n) for t, n in history if t >= now - 5.0]
         rate = (recent[-1][1] - recent[0][1]) / (recent[-1][0] - recent[0][0]) if len(recent) > 1 else 0.0
         eta = (spans - seen) / rate if rate > 0 else math.inf
@@ -406,7 +411,7 @@ def wait_for_summary(server: PipelineServer, http: httpx.Client, ready_at: float
     # The summary reads the sessions view only; the spans sink is a separate agent.
     spans_table = [len(http.get("/api/spans", params={"session_id": sid, "limit": 1000}).json()["items"])
                    for sid in sample]
-    profile = _finish_profiler(profiler, profile_path) if profiler else None
+    profile = "\n".join(f"{name}: {_finish_profiler(profiler, path)}" for profiler, path, name in profilers) or None
     first_at, first_spans = first or (now, 0)
     return EndToEnd(now - ready_at, now - first_at, history[0][1] if history else spans, first_spans, usage,
                     spans_table, profile)
@@ -457,7 +462,7 @@ def summarize_profile(path: str, top: int = 12) -> str:
     def block(title: str, counts: Counter[str]) -> list[str]:
         return [f"  {title}:"] + [f"    {n / total:6.1%}  {name}" for name, n in counts.most_common(top)]
 
-    return "\n".join([f"py-spy, 10 s of the server in Phase A: {total:,} samples, all threads ({path})",
+    return "\n".join([f"py-spy, 10 s in Phase A: {total:,} samples, all threads ({path})",
                       *block("running frame, by package", packages), *block("running frame", running),
                       *block("inclusive, our code", ours)])
 
