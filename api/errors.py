@@ -48,6 +48,10 @@ class Locked(MetadataError):
     status_code = 423
 
 
+class TooManyRequests(MetadataError):
+    status_code = 429
+
+
 async def _answer(request: Request, error: MetadataError) -> JSONResponse:
     return JSONResponse({"detail": error.message}, status_code=error.status_code, headers=error.headers)
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import math
+import multiprocessing
 import os
 import signal
 import subprocess
@@ -16,7 +18,7 @@ import tempfile
 import threading
 import time
 import uuid
-from dataclasses import dataclass, field
+from array import array
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -33,18 +35,10 @@ from spanstream.producer import make_producer
 from spanstream.settings import Settings, load_settings
 
 SENT_AT = b'"sent_at":'
-
-
-@dataclass
-class Client:
-    """One SSE connection, read as raw bytes: a thousand clients in one process cannot afford
-    to parse a million events a second, so each counts events (`event:` lines) and reads the
-    produce time of the first event of each read, the oldest and so the slowest in it."""
-
-    events: int = 0
-    latencies: list[float] = field(default_factory=list)
-    connected: bool = False
-    error: str | None = None
+# Counted in every read of every client: a longer needle is skipped through faster (three times
+# faster than `event: ` here, which was half the clients' CPU). Ids start with the format version.
+EVENT = b"event: span:new\nid: 1~"
+HISTOGRAM_MS = 120_000  # latencies are counted per millisecond up to two minutes; later ones in the last bucket
 
 
 def _sent_at(data: bytes) -> float | None:
@@ -59,32 +53,82 @@ def _sent_at(data: bytes) -> float | None:
     return float(data[start:end])
 
 
-async def run_client(client: Client, host: str, port: int, key: str, stop: asyncio.Event) -> None:
+class SseClient(asyncio.Protocol):
+    """One SSE connection, read as raw bytes: a thousand clients cannot afford to parse a
+    million events a second, so each counts events (`event:` lines) and reads the produce time
+    of the first event of each read, the oldest and so the slowest in it. A protocol rather than
+    a stream reader: no buffer between the socket and the count, one callback per read."""
+
+    def __init__(self, request: bytes, histogram: array) -> None:
+        self.request = request
+        self.histogram = histogram
+        self.events = 0
+        self.samples = 0
+        self.connected = asyncio.get_running_loop().create_future()
+        self.error: str | None = None
+        self._tail = b""
+
+    def connection_made(self, transport) -> None:
+        transport.write(self.request)
+
+    def data_received(self, data: bytes) -> None:
+        now = time.time()
+        if not self.connected.done():
+            if b"event: error" in data:
+                self.error = data.decode(errors="replace")[-300:]
+            if b"connected" in data or b"event: " in data or self.error:
+                self.connected.set_result(self.error is None)
+        # An event line cut by the end of the last read is counted once, here.
+        self.events += data.count(EVENT) + (self._tail + data[:len(EVENT) - 1]).count(EVENT)
+        self._tail = data[-(len(EVENT) - 1):]
+        sent_at = _sent_at(data)
+        if sent_at is not None:
+            self.samples += 1
+            self.histogram[min(HISTOGRAM_MS - 1, max(0, int((now - sent_at) * 1000)))] += 1
+
+    def connection_lost(self, error) -> None:
+        self.error = self.error or (f"{type(error).__name__}: {error}" if error else "the server closed the stream")
+        if not self.connected.done():
+            self.connected.set_result(False)
+
+
+async def _run_clients(count: int, host: str, port: int, key: str, pipe, stop) -> None:
+    loop = asyncio.get_running_loop()
+    histogram = array("q", bytes(8 * HISTOGRAM_MS))
+    request = (f"GET /api/live/events?types=span:new HTTP/1.1\r\nHost: {host}\r\nX-API-Key: {key}\r\n"
+               "Accept: text/event-stream\r\n\r\n").encode()
+    clients: list[SseClient] = []
+    for index in range(count):
+        try:
+            _, client = await loop.create_connection(lambda: SseClient(request, histogram), host, port)
+            clients.append(client)
+        except OSError as error:
+            pipe.send(("failed", f"{type(error).__name__}: {error}"))
+            return
+        if index % 50 == 49:
+            await asyncio.sleep(0.05)
     try:
-        reader, writer = await asyncio.open_connection(host, port)
-        writer.write(f"GET /api/live/events?types=span:new HTTP/1.1\r\nHost: {host}\r\nX-API-Key: {key}\r\n"
-                     "Accept: text/event-stream\r\n\r\n".encode())
-        tail = b""
-        while not stop.is_set():
-            data = await reader.read(1 << 16)
-            if not data:
-                client.error = client.error or "the server closed the stream"
-                return
-            now = time.time()
-            if not client.connected:
-                client.connected = b"connected" in data or b"event: " in data
-                if b"event: error" in data:
-                    client.error = data.decode(errors="replace")[-300:]
-                    return
-            joined = tail + data
-            client.events += joined.count(b"event: ") - tail.count(b"event: ")
-            tail = data[-16:]
-            sent_at = _sent_at(data)
-            if sent_at is not None:
-                client.latencies.append(now - sent_at)
-        writer.close()
-    except (OSError, asyncio.IncompleteReadError) as error:
-        client.error = f"{type(error).__name__}: {error}"
+        async with asyncio.timeout(60):
+            await asyncio.gather(*(client.connected for client in clients))
+    except TimeoutError:
+        pass
+    errors = [client.error for client in clients if client.error]
+    pipe.send(("connected", sum(c.connected.done() and c.connected.result() for c in clients), errors[:1]))
+    cpu_start = time.process_time()
+    while not stop.is_set():
+        await asyncio.sleep(0.2)
+    pipe.send(("done", [c.events for c in clients], sum(1 for c in clients if c.error),
+               histogram.tobytes(), time.process_time() - cpu_start))
+
+
+def client_process(count: int, host: str, port: int, key: str, pipe, stop) -> None:
+    """One process of clients (a child): each process is one event loop, as a browser tab is one."""
+    try:
+        import uvloop  # noqa: PLC0415
+        uvloop.install()
+    except ImportError:
+        pass
+    asyncio.run(_run_clients(count, host, port, key, pipe, stop))
 
 
 def produce(settings: Settings, project_id: str, rate: float, seconds: float, produced: list[int], done: threading.Event) -> None:
@@ -128,6 +172,31 @@ def percentile(values: list[float], p: float) -> float:
     return values[min(len(values) - 1, int(len(values) * p))] if values else float("nan")
 
 
+def _histogram_percentile(histogram: list[int], p: float) -> str:
+    total = sum(histogram)
+    if not total:
+        return "nan"
+    rank, seen = max(1, math.ceil(total * p)), 0
+    for bucket, count in enumerate(histogram):
+        seen += count
+        if seen >= rank:
+            return f"{bucket:,}" + ("+" if bucket == HISTOGRAM_MS - 1 else "")
+    raise AssertionError("unreachable")
+
+
+class _BenchCpu:
+    """CPU of the client processes, and of this one (producer and Kafka reader), since creation."""
+
+    def __init__(self, pids: list[int]) -> None:
+        self._pids = pids
+        self._clients = sum(process_usage(pid).cpu_s for pid in pids)
+        self._self = process_usage(os.getpid()).cpu_s
+
+    def read(self, elapsed: float) -> tuple[float, float]:
+        clients = sum(usage.cpu_s for usage in map(process_usage, self._pids) if usage) - self._clients
+        return clients / elapsed, (process_usage(os.getpid()).cpu_s - self._self) / elapsed
+
+
 async def bench(args: argparse.Namespace) -> int:
     suffix = uuid.uuid4().hex[:8]
     settings = load_settings(spans_topic=f"spans-live-{suffix}", sessions_topic=f"sessions-live-{suffix}",
@@ -162,65 +231,87 @@ async def bench(args: argparse.Namespace) -> int:
             await asyncio.sleep(0.3)
         print(f"`spanstream ingest` pid {server.pid} on port {args.port}, log {log_path}")
 
-        clients = [Client() for _ in range(args.clients)]
-        stop = asyncio.Event()
-        tasks = []
-        for index, client in enumerate(clients):
-            tasks.append(asyncio.create_task(run_client(client, "127.0.0.1", args.port, key, stop)))
-            if index % 50 == 49:
-                await asyncio.sleep(0.05)
-        deadline = time.monotonic() + 60
-        while sum(c.connected or c.error is not None for c in clients) < len(clients) and time.monotonic() < deadline:
-            await asyncio.sleep(0.1)
-        failed = [c.error for c in clients if c.error]
-        print(f"{sum(c.connected for c in clients)} of {len(clients)} clients connected"
-              + (f"; {len(failed)} failed, e.g. {failed[0]}" if failed else ""))
+        spawn = multiprocessing.get_context("spawn")  # not fork: this process runs an event loop and threads
+        stop = spawn.Event()
+        shares = [args.clients // args.client_processes + (i < args.clients % args.client_processes)
+                  for i in range(args.client_processes)]
+        children = []
+        for share in shares:
+            ours, theirs = spawn.Pipe()
+            child = spawn.Process(target=client_process, args=(share, "127.0.0.1", args.port, key, theirs, stop),
+                                            daemon=True)
+            child.start()
+            children.append((child, ours))
+        connected, failed = 0, []
+        for child, pipe in children:
+            message = await asyncio.to_thread(pipe.recv)
+            if message[0] == "failed":
+                failed.append(message[1])
+            else:
+                connected += message[1]
+                failed += message[2]
+        print(f"{connected} of {args.clients} clients connected in {len(children)} processes"
+              + (f"; {len(failed)} failed, e.g. {failed[0]}" if failed else ""), flush=True)
 
         produced: list[int] = []
         done = threading.Event()
         baseline: list[float] = []
         threading.Thread(target=kafka_baseline, args=(settings, baseline, done), daemon=True).start()
         await asyncio.sleep(1)
-        client_cpu_start = process_usage(os.getpid()).cpu_s
+        bench_cpu = _BenchCpu([child.pid for child, _ in children])
         threading.Thread(target=produce, args=(settings, str(project.id), args.rate, args.seconds, produced, done),
                          daemon=True).start()
         started = time.monotonic()
         rss: list[tuple[float, int, float]] = []
         cpu_start = process_usage(server.pid).cpu_s
         last_cpu, last_at = cpu_start, started
-        while not done.is_set():
-            await asyncio.sleep(min(args.sample_seconds, 1.0) if not rss else args.sample_seconds)
-            usage = process_usage(server.pid)
-            now = time.monotonic()
-            rss.append((now - started, usage.rss_kib, (usage.cpu_s - last_cpu) / (now - last_at)))
-            last_cpu, last_at = usage.cpu_s, now
-            print(f"  t={now - started:5.0f} s  server RSS {usage.rss_kib / 1024:7.1f} MiB  CPU {rss[-1][2]:4.0%}  "
-                  f"events to clients so far {sum(c.events for c in clients):,}", flush=True)
-        await asyncio.sleep(args.drain_seconds)
+        async with httpx.AsyncClient(timeout=30, headers={"X-API-Key": key}) as http:
+            while not done.is_set():
+                await asyncio.sleep(min(args.sample_seconds, 1.0) if not rss else args.sample_seconds)
+                usage = process_usage(server.pid)
+                now = time.monotonic()
+                rss.append((now - started, usage.rss_kib, (usage.cpu_s - last_cpu) / (now - last_at)))
+                last_cpu, last_at = usage.cpu_s, now
+                try:
+                    sent_so_far = (await http.get(base + "/api/live/stats")).json()["events_sent"]
+                except (httpx.HTTPError, ValueError, KeyError):
+                    sent_so_far = -1
+                print(f"  t={now - started:5.0f} s  server RSS {usage.rss_kib / 1024:7.1f} MiB  CPU {rss[-1][2]:4.0%}  "
+                      f"events handed to clients so far {sent_so_far:,}", flush=True)
+            await asyncio.sleep(args.drain_seconds)
+            try:
+                stats = (await http.get(base + "/api/live/stats")).json()
+            except httpx.HTTPError as error:
+                stats = f"GET /api/live/stats failed: {type(error).__name__}"
+        elapsed = time.monotonic() - started
+        server_cpu = (process_usage(server.pid).cpu_s - cpu_start) / elapsed
+        clients_cpu, harness_cpu = bench_cpu.read(elapsed)
         stop.set()
-        try:
-            async with httpx.AsyncClient(timeout=30) as http:
-                stats = (await http.get(base + "/api/live/stats", headers={"X-API-Key": key})).json()
-        except httpx.HTTPError as error:
-            stats = f"GET /api/live/stats failed: {type(error).__name__}"
-        for task in tasks:
-            task.cancel()
+        counts, with_errors, histogram = [], 0, [0] * HISTOGRAM_MS
+        for child, pipe in children:
+            _, events, errors, raw, _cpu = await asyncio.to_thread(pipe.recv)
+            counts += events
+            with_errors += errors
+            for bucket, n in enumerate(array("q", raw)):
+                if n:
+                    histogram[bucket] += n
+            child.join(10)
 
         sent = produced[0]
-        counts = sorted(c.events for c in clients)
-        latencies = sorted(latency for c in clients for latency in c.latencies)
+        counts.sort()
+        samples = sum(histogram)
         print(f"\n{args.clients} clients, {sent:,} spans produced in {args.seconds:.0f} s ({sent / args.seconds:,.0f}/s)")
-        print(f"produce to client (oldest event of each read, {len(latencies):,} samples): "
-              f"p50 {percentile(latencies, 0.5) * 1000:.0f} ms, p99 {percentile(latencies, 0.99) * 1000:.0f} ms, "
-              f"max {latencies[-1] * 1000 if latencies else float('nan'):.0f} ms")
+        print(f"produce to client (oldest event of each read, {samples:,} samples): "
+              f"p50 {_histogram_percentile(histogram, 0.5)} ms, p99 {_histogram_percentile(histogram, 0.99)} ms, "
+              f"max {_histogram_percentile(histogram, 1.0)} ms")
         baseline.sort()
         print(f"Kafka alone (a plain consumer in the benchmark process, every span): p50 {percentile(baseline, 0.5) * 1000:.0f} ms, "
               f"p99 {percentile(baseline, 0.99) * 1000:.0f} ms")
         print(f"events per client: min {counts[0]:,}, median {counts[len(counts) // 2]:,}, max {counts[-1]:,} "
-              f"(of {sent:,}); clients with errors {sum(1 for c in clients if c.error)}")
-        print(f"server: {stats}; CPU {(process_usage(server.pid).cpu_s - cpu_start) / (time.monotonic() - started):.0%} "
-              f"of a core on average; the benchmark process (clients, producer) "
-              f"{(process_usage(os.getpid()).cpu_s - client_cpu_start) / (time.monotonic() - started):.0%}")
+              f"(of {sent:,}); clients with errors {with_errors}")
+        print(f"server: {stats}")
+        print(f"CPU, in cores on average: server {server_cpu:.2f}; the benchmark's clients ({len(children)} processes) "
+              f"{clients_cpu:.2f}; the benchmark's producer and Kafka reader {harness_cpu:.2f}")
         if rss:
             print(f"server RSS: first {rss[0][1] / 1024:.1f} MiB, last {rss[-1][1] / 1024:.1f} MiB, "
                   f"max {max(r[1] for r in rss) / 1024:.1f} MiB")
@@ -241,6 +332,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=float, default=1000, help="spans a second produced to Kafka")
     parser.add_argument("--seconds", type=float, default=600)
     parser.add_argument("--port", type=int, default=8765)
+    parser.add_argument("--client-processes", type=int, default=2,
+                        help="processes the clients are spread over (as browsers are many processes)")
     parser.add_argument("--sample-seconds", type=float, default=10, help="how often server RSS and CPU are printed")
     parser.add_argument("--drain-seconds", type=float, default=3, help="after the last span, before counting")
     args = parser.parse_args(argv)

@@ -51,8 +51,8 @@ SSE_DROPPED = Counter(
     "spanstream_sse_events_dropped_total", "Live-feed events dropped because a client's buffer was full.")
 
 HEALTH_CHECKS = Counter(
-    "spanstream_health_checks_total", "MCP server health checks, by server and resulting status.",
-    ["server", "status"])
+    "spanstream_health_checks_total", "MCP server health checks, by project (id), server and resulting status.",
+    ["project", "server", "status"])
 
 
 def process_metrics():

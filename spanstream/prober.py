@@ -29,7 +29,7 @@ from confluent_kafka import KafkaError
 
 from schemas.health_check import HealthCheck, check_key
 from spanstream.mcp_probe import McpServer, probe
-from spanstream.metrics import HEALTH_CHECKS
+from spanstream.metrics import HEALTH_CHECKS, serve_metrics
 from spanstream.producer import make_producer
 from spanstream.settings import Settings
 
@@ -195,7 +195,8 @@ class Prober:
         try:
             async with self._slots:
                 check = await probe(server, self.name)
-            HEALTH_CHECKS.labels(server=server.name, status=check.status).inc()
+            # Server names are a project's own: two projects may each have a `github`.
+            HEALTH_CHECKS.labels(project=server.project_id, server=server.name, status=check.status).inc()
             await publisher.publish(check)
         except asyncio.CancelledError:
             raise
@@ -233,7 +234,10 @@ class ProberService(mode.Service):
 
 
 def run_prober(settings: Settings) -> None:
-    """`spanstream probe`: the prober alone, until SIGINT or SIGTERM."""
+    """`spanstream probe`: the prober alone, until SIGINT or SIGTERM; its health-check counts on
+    SPANSTREAM_METRICS_PORT when set (it has no API to show them)."""
+    if settings.metrics_port:
+        serve_metrics(settings.metrics_port, settings.api_host)
 
     async def main() -> None:
         stopping = asyncio.Event()

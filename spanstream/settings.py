@@ -106,6 +106,12 @@ class Settings(BaseSettings):
     # (kept in PostgreSQL, so a restart does not lift it). A login session lasts login_session_hours.
     login_max_failures: int = Field(default=5, ge=1)
     login_lockout_seconds: float = Field(default=900, gt=0)
+    # One client address failing this many logins within login_ip_window_seconds, whatever the
+    # accounts, is refused (429) for login_ip_block_seconds; 0 turns it off. Behind a proxy, the
+    # address is the one uvicorn's FORWARDED_ALLOW_IPS lets the proxy name (X-Forwarded-For).
+    login_ip_max_failures: int = Field(default=50, ge=0)
+    login_ip_window_seconds: float = Field(default=600, gt=0)
+    login_ip_block_seconds: float = Field(default=900, gt=0)
     login_session_hours: float = Field(default=7 * 24, gt=0)
     invite_expiry_hours: float = Field(default=72, gt=0)
     # A revoked API key keeps working on other API processes for at most this long.

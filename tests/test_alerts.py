@@ -114,9 +114,9 @@ def produce(settings, topic: str, records: list, partitions: tuple[int | None, .
     assert producer.flush(15) == 0
 
 
-def tag_change(project_id: str, session_id: str, tag: str, version: int = 3) -> dict:
+def tag_change(project_id: str, session_id: str, tag: str, version: int = 3, previous: str = "success") -> dict:
     return {"project_id": project_id, "session_id": session_id, "version": version, "health_tag": tag,
-            "previous_tag": "success", "at": datetime.now(UTC).isoformat()}
+            "previous_tag": previous, "at": datetime.now(UTC).isoformat()}
 
 
 def check(project_id: str, server: str, status: str, at: datetime) -> dict:
@@ -315,6 +315,29 @@ async def test_a_rule_fires_at_most_once_per_cooldown(topics, store, project, re
         assert bad.status_code == 400 and "cursor" in bad.text
         assert (await client.get("/api/alerts", headers=_h(project["viewer"]),
                                  params={"state": "open"})).status_code == 422
+
+
+async def test_a_session_incident_resolves_itself_when_the_session_loses_the_tag(topics, store, project, receiver):
+    settings, hook = topics, receiver()
+    async with client_for(settings, store, **FAST, **_group()) as client:
+        await add_rule(client, project["member"], kind="session_tagged", tags=["tool_failure", "timeout"],
+                       webhook_url=hook.url, cooldown_seconds=0)
+        pid = project["id"]
+        produce(settings, settings.health_topic, [tag_change(pid, "retried", "tool_failure", 2),
+                                                  tag_change(pid, "still-failing", "tool_failure", 2)])
+        await eventually(lambda: len(hook.requests) == 2, what="two fired webhooks")
+        # The retry succeeded: the session is success_with_fallback now. The other moves from one
+        # watched tag to another: its first incident is over, and a new one fires.
+        produce(settings, settings.health_topic, [
+            tag_change(pid, "retried", "success_with_fallback", 3, previous="tool_failure"),
+            tag_change(pid, "still-failing", "timeout", 3, previous="tool_failure")])
+        await eventually(lambda: len(hook.requests) == 5, what="two resolved and one fired webhook")
+        assert sorted(hook.events()) == sorted([
+            ("fired", "session retried tagged tool_failure"), ("fired", "session still-failing tagged tool_failure"),
+            ("resolved", "session retried tagged tool_failure"), ("resolved", "session still-failing tagged tool_failure"),
+            ("fired", "session still-failing tagged timeout")])
+        firing = (await client.get("/api/alerts", headers=_h(project["viewer"]), params={"state": "firing"})).json()
+        assert [a["summary"] for a in firing["items"]] == ["session still-failing tagged timeout"]
 
 
 async def _items(client, project, count: int):

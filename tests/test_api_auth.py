@@ -282,3 +282,39 @@ async def test_a_logged_in_invitee_needs_no_password(settings):
         key = await admin_key(settings, project)
         assert (await client.get("/api/auth/me", headers={"X-API-Key": key})).status_code == 403
         assert (await client.post("/api/auth/logout", headers={"X-API-Key": key})).status_code == 403
+
+
+async def test_one_address_failing_across_many_accounts_is_blocked_and_audited(settings):
+    project = unique("ipblock")
+    admin = await new_user(settings, project)
+    others = [await new_user(settings, unique("ipblock")) for _ in range(3)]
+    connection = await asyncpg.connect(settings.postgres_dsn)
+    try:
+        await connection.execute("DELETE FROM login_ip_failures")  # other tests' servers log in from here too
+    finally:
+        await connection.close()
+    async with api(settings, login_max_failures=5, login_ip_max_failures=4, login_ip_block_seconds=900) as client:
+        # One wrong guess per account: no account reaches its own lockout.
+        answers = [(await client.post("/api/auth/login", json={"email": email, "password": "guess-guess"})).status_code
+                   for email in [*others, f"nobody-{admin}"]]
+        assert answers == [401, 401, 401, 401]
+        # The address is blocked now, even with the right password.
+        blocked = await client.post("/api/auth/login", json={"email": admin, "password": PASSWORD})
+        assert blocked.status_code == 429, blocked.text
+        assert "this address" in blocked.json()["detail"] and 0 < int(blocked.headers["Retry-After"]) <= 900
+        key = await admin_key(settings, project)
+    # It holds for a new process, and the accounts themselves are not locked: from another
+    # address the right password works.
+    async with api(settings, login_ip_max_failures=4) as restarted:
+        again = await restarted.post("/api/auth/login", json={"email": admin, "password": PASSWORD})
+        assert again.status_code == 429
+        connection = await asyncpg.connect(settings.postgres_dsn)
+        try:
+            blocks = await connection.fetchval(
+                "SELECT count(*) FROM audit_logs WHERE action = 'auth.ip_blocked' AND actor = $1", f"user:nobody-{admin}")
+            await connection.execute("DELETE FROM login_ip_failures")
+        finally:
+            await connection.close()
+        assert blocks == 1
+        assert (await restarted.post("/api/auth/login", json={"email": admin, "password": PASSWORD})).status_code == 200
+        assert (await restarted.get("/api/audit/logs", headers={"X-API-Key": key})).status_code == 200

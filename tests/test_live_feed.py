@@ -175,6 +175,33 @@ def test_every_kind_of_event_arrives_and_a_reconnect_with_last_event_id_gets_exa
         assert "llm_input" not in data and "llm_output" not in data
 
 
+def test_with_no_client_connected_the_feed_reads_nothing_and_a_new_client_starts_from_its_connect(live_settings):
+    project_id, key = new_project(live_settings.postgres_dsn)
+    topics = Topics(live_settings)
+    with serve_app(live_settings) as served:
+        stats = served.app.state.live.stats
+        with open_stream(served.base, key) as stream:
+            stream.next_block()
+            topics.spans([span(project_id, "watched", "watched-0")])
+            assert read_until(stream, {("span:new", "watched-0")}, grace=0) == [("span:new", "watched-0")]
+        deadline = time.monotonic() + 10
+        while stats.clients and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.5)  # the reader notices nobody is left
+        before = stats.messages_read
+        # Produced while nobody watches: fetched by no one, and no later client's.
+        topics.spans([span(project_id, f"unwatched-{i}", f"unwatched-{i}") for i in range(20)])
+        for i in range(20):
+            topics.session(project_id, f"unwatched-{i}", 1)
+        time.sleep(1.5)
+        assert stats.messages_read == before
+        with open_stream(served.base, key) as stream:
+            stream.next_block()
+            topics.spans([span(project_id, "after", "after-0")])
+            assert read_until(stream, {("span:new", "after-0")}) == [("span:new", "after-0")]
+        assert stats.messages_read > before
+
+
 def test_a_client_sees_only_its_own_projects_events(live_settings):
     mine, key = new_project(live_settings.postgres_dsn)
     other, other_key = new_project(live_settings.postgres_dsn)

@@ -60,12 +60,13 @@ class TopicReader:
         self._consumer.close()
 
 
-def _start_prober(settings, topic: str, log: Path) -> subprocess.Popen:
+def _start_prober(settings, topic: str, log: Path, **env: str) -> subprocess.Popen:
     with open(log, "w") as out:
         return subprocess.Popen(
             [sys.executable, "-m", "spanstream.cli", "probe"], stdout=out, stderr=subprocess.STDOUT,
             env={**os.environ, "SPANSTREAM_POSTGRES_DSN": settings.postgres_dsn, "SPANSTREAM_HEALTH_CHECKS_TOPIC": topic,
-                 "SPANSTREAM_SPANS_TOPIC": f"{settings.spans_topic}-probe", "SPANSTREAM_PROBE_REFRESH_SECONDS": "0.5"})
+                 "SPANSTREAM_SPANS_TOPIC": f"{settings.spans_topic}-probe", "SPANSTREAM_PROBE_REFRESH_SECONDS": "0.5",
+                 **env})
 
 
 def test_spanstream_probe_alone_and_a_standby_that_takes_over(settings, tmp_path):
@@ -84,9 +85,14 @@ def test_spanstream_probe_alone_and_a_standby_that_takes_over(settings, tmp_path
         asyncio.run(_insert_server(settings.postgres_dsn, project_id, {
             "name": "alone", "transport": "streamable_http", "url": f"http://127.0.0.1:{port}/mcp",
             "interval_seconds": 1, "timeout_seconds": 5}))
-        first = _start_prober(settings, topic, tmp_path / "first.log")
+        metrics_port = free_port()
+        first = _start_prober(settings, topic, tmp_path / "first.log", SPANSTREAM_METRICS_PORT=str(metrics_port))
         mine = lambda: [r for r in reader.poll() if r["project_id"] == project_id]  # noqa: E731
         _wait("a check from the first prober", lambda: [r for r in mine() if r["prober"].endswith(f":{first.pid}")])
+        # A prober on its own shows its checks to Prometheus, by project and server.
+        counted = f'spanstream_health_checks_total{{project="{project_id}",server="alone",status="up"}}'
+        metrics = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).text
+        assert any(line.startswith(counted) and float(line.split()[-1]) >= 1 for line in metrics.splitlines()), metrics[-2000:]
         second = _start_prober(settings, topic, tmp_path / "second.log")
         time.sleep(8)  # the second prober started and found the shard taken
         seen = len(mine())

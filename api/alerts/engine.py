@@ -175,7 +175,13 @@ class AlertEngine:
 
     async def _session_tagged(self, change: events.SessionTagged) -> None:
         for rule in await self._rules_of_kind(change.project_id, ("session_tagged",)):
-            if change.health_tag in (rule["tags"] or ()):
+            tags = rule["tags"] or ()
+            if change.previous_tag in tags and change.previous_tag != change.health_tag:
+                # The tag that fired is no longer the session's (a retry succeeded, a later span
+                # outranked it): the condition is over, as a server that answers again is.
+                await self._resolve(rule, events.session_key(change.session_id, change.previous_tag),
+                                    f"session now tagged {change.health_tag}")
+            if change.health_tag in tags:
                 await self._open(rule, events.session_opening(change))
 
     async def _server_checked(self, check: events.ServerChecked) -> None:

@@ -95,9 +95,13 @@ def parse_health_check(value: bytes) -> ServerChecked | None:
     return ServerChecked(project_id, name, status, checked_at, error if isinstance(error, str) else None)
 
 
+def session_key(session_id: str, health_tag: str) -> str:
+    return f"session:{session_id}:{health_tag}"
+
+
 def session_opening(event: SessionTagged) -> Opening:
     return Opening(
-        dedup_key=f"session:{event.session_id}:{event.health_tag}",
+        dedup_key=session_key(event.session_id, event.health_tag),
         summary=f"session {event.session_id} tagged {event.health_tag}",
         details={"session_id": event.session_id, "health_tag": event.health_tag,
                  "previous_tag": event.previous_tag, "version": event.version, "at": event.at},

@@ -34,6 +34,7 @@ class LiveFeedStats:
 
     clients: int = 0  # connected now
     clients_rejected: int = 0  # turned away at the cap
+    messages_read: int = 0  # messages fetched from Kafka, for anyone or no one
     events_read: int = 0  # events the reader found for a connected project
     events_sent: int = 0  # events handed to clients (one per client)
     events_dropped: int = 0  # oldest events dropped from a slow client's full buffer
@@ -58,6 +59,15 @@ def consumer_config(settings: Settings, **overrides) -> dict:
     }
 
 
+@dataclass(slots=True)
+class Chunk:
+    """Events of one fan-out for one channel, with their frames already joined: every client of
+    the channel is handed the same bytes, so a thousand clients cost one join, not a thousand."""
+
+    events: list[LiveEvent]
+    data: bytes
+
+
 class LiveClient:
     """One connected stream: its filter and its bounded buffer of events not yet sent."""
 
@@ -66,34 +76,52 @@ class LiveClient:
         self.dropped = 0
         self.start: Position | None = None  # the feed's position when this client joined
         self.last_sent = time.monotonic()
-        self._buffer: deque[LiveEvent] = deque(maxlen=buffer)
+        self._capacity = buffer
+        self._buffer: deque[Chunk] = deque()
+        self._buffered = 0  # events in the buffer
         self._ready = asyncio.Event()
         self._joined: asyncio.Future[Position] = asyncio.get_running_loop().create_future()
         self._stats = stats
 
-    def push(self, events: list[LiveEvent]) -> None:
-        overflow = len(self._buffer) + len(events) - self._buffer.maxlen
+    def push(self, chunk: Chunk) -> None:
+        self._buffer.append(chunk)
+        self._buffered += len(chunk.events)
+        overflow = self._buffered - self._capacity
         if overflow > 0:
-            self.dropped += overflow
-            self._stats.events_dropped += overflow
-            SSE_DROPPED.inc(overflow)
-        self._buffer.extend(events)
-        self._ready.set()
+            self._drop_oldest(overflow)
+        if not self._ready.is_set():
+            self._ready.set()
+
+    def _drop_oldest(self, count: int) -> None:
+        self.dropped += count
+        self._stats.events_dropped += count
+        SSE_DROPPED.inc(count)
+        self._buffered -= count
+        while count:
+            oldest = self._buffer[0]
+            if len(oldest.events) <= count:
+                self._buffer.popleft()
+                count -= len(oldest.events)
+            else:
+                kept = oldest.events[count:]
+                self._buffer[0] = Chunk(kept, b"".join(event.frame for event in kept))
+                count = 0
 
     def wake(self) -> None:
         self._ready.set()
 
-    async def take(self) -> list[LiveEvent]:
+    async def take(self) -> list[Chunk]:
         """Everything buffered, waiting for something; [] when woken with nothing (time for a
         keepalive, or the feed is ending)."""
         if not self._buffer:
             self._ready.clear()
             await self._ready.wait()
-        events = list(self._buffer)
+        chunks = list(self._buffer)
         self._buffer.clear()
-        self._stats.events_sent += len(events)
+        self._stats.events_sent += self._buffered
+        self._buffered = 0
         self.last_sent = time.monotonic()
-        return events
+        return chunks
 
 
 @dataclass
@@ -131,7 +159,7 @@ class LiveFeed:
         self.ending = False
         self._keepalive: asyncio.Task | None = None
         self._batches: deque[_Batch] = deque()
-        self._slice = max(1, settings.live_client_buffer // 2)
+        self._slice = settings.live_client_buffer
         self._slice_at = 0
         # True while a batch is half handed out: the feed's position then is no client's.
         self.mid_batch = False
@@ -223,10 +251,12 @@ class LiveFeed:
 
     def _dispatch(self) -> None:
         # Runs on the event loop, so joining, leaving and fan-out never interleave. Events go
-        # out in slices of half a client buffer, with the loop turning in between: a batch
-        # larger than a buffer (after the reader was held up) then costs a client that keeps up
-        # nothing, while batches that queued up while the loop was busy go out together, so a
-        # client wakes once for all of them.
+        # out in slices of one client buffer, with the loop turning in between: a batch larger
+        # than a buffer (after the reader was held up) then costs a client that took what it was
+        # handed last turn nothing, while batches that queued up while the loop was busy go out
+        # together, so a client wakes once for all of them. A turn costs a write per client
+        # whatever it carries, so the slice bounds the feed's rate once it is behind: slices of
+        # half a buffer kept a feed that fell behind from ever catching up.
         budget = self._slice
         touched: list[_Channel] = []
         while self._batches and budget > 0:
@@ -270,8 +300,9 @@ class LiveFeed:
     @staticmethod
     def _push(touched: list[_Channel]) -> None:
         for channel in touched:
+            chunk = Chunk(channel.pending, b"".join(event.frame for event in channel.pending))
             for client in channel.clients:
-                client.push(channel.pending)
+                client.push(chunk)
             channel.pending = []
         touched.clear()
 
@@ -300,10 +331,15 @@ class LiveFeed:
     def _open(self) -> tuple[Consumer, PositionTracker]:
         consumer = Consumer(consumer_config(self._settings))
         try:
-            metadata = consumer.list_topics(timeout=2)
+            return consumer, self._assign_ends(consumer)
         except KafkaException:
             consumer.close()
             raise
+
+    def _assign_ends(self, consumer: Consumer) -> PositionTracker:
+        """Assigns every partition of every relayed topic at its end; the tracker stands there.
+        Partitions and topics added since the last call are read from now on."""
+        metadata = consumer.list_topics(timeout=2)
         assignment, marks = [], {}
         for code, topic in self.topics.items():
             if topic not in metadata.topics or metadata.topics[topic].error is not None:
@@ -314,18 +350,41 @@ class LiveFeed:
                 assignment.append(TopicPartition(topic, partition, high))
                 marks[(code, partition)] = (high, 0)
         consumer.assign(assignment)
-        return consumer, PositionTracker(Position(marks))
+        return PositionTracker(Position(marks))
 
     def _read(self, consumer: Consumer, tracker: PositionTracker) -> None:
         flush = self._settings.live_flush_seconds
         last_projects: frozenset[str] | None = None
+        reading = True  # _open assigned every partition
         try:
             while not self._stopping.is_set():
+                if not self._project_set:
+                    # Nobody is connected, so nothing read now would be anybody's: the reader
+                    # stops fetching. Reading every derived topic for nobody cost the process that
+                    # owns the store about a sixth of its throughput.
+                    if reading:
+                        consumer.unassign()
+                        reading = False
+                    self._stopping.wait(flush)
+                    continue
+                if not reading:
+                    try:
+                        tracker = self._assign_ends(consumer)
+                    except KafkaException as error:
+                        log.warning("live feed: Kafka does not answer (%s); trying again in 2 s", error)
+                        self._stopping.wait(2)
+                        continue
+                    reading, last_projects = True, None
+                    # The feed's position jumps to the ends before anyone is admitted: a joining
+                    # client's start is then past what was skipped, never before it.
+                    self._loop.call_soon_threadsafe(
+                        self._enqueue, _Batch([], frozenset(), tracker.position(), tracker.current_id(), 0))
                 try:
                     messages = consumer.consume(num_messages=5000, timeout=flush)
                 except KafkaException as error:
                     log.warning("live feed: reading failed (%s); retrying", error)
                     continue
+                self.stats.messages_read += len(messages)
                 projects = self._project_set
                 if not messages and projects is last_projects:
                     continue

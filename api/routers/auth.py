@@ -5,9 +5,10 @@ from __future__ import annotations
 from fastapi import APIRouter, Response, status
 
 from api.deps import AppSettings, ClientIp, CurrentUser, MaybeUser, Pool
-from api.errors import BadRequest, Forbidden
+from api.errors import BadRequest, Forbidden, Locked, Unauthorized
 from api.models import AcceptedInvite, errors, AcceptInviteRequest, LoginRequest, LoginResponse, Me, ProjectOut, UserOut
 from api.repositories.audit import Actor
+from api.repositories import login_limits
 from api.repositories.invites import accept_invite, invited_email
 from api.repositories.members import projects_of_user
 from api.repositories.users import authenticate, end_session, open_session, user_by_email
@@ -15,14 +16,26 @@ from api.repositories.users import authenticate, end_session, open_session, user
 router = APIRouter(prefix="/api/auth", tags=["auth"], responses=errors({}))
 
 _LOGIN = {400: "malformed request", 401: "wrong email or password",
-          423: "account locked after too many failed logins (Retry-After says how long)"}
+          423: "account locked after too many failed logins (Retry-After says how long)",
+          429: "too many failed logins from this address (Retry-After says how long)"}
+
+
+async def _authenticate(pool, settings, email: str, password: str, actor: Actor):
+    """The user, with the account's lockout and the address's limit applied."""
+    await login_limits.refuse_if_blocked(pool, actor.client_ip)
+    try:
+        return await authenticate(pool, email, password, settings.login_max_failures,
+                                  settings.login_lockout_seconds, actor)
+    except (Unauthorized, Locked):
+        await login_limits.count_failure(pool, actor, settings.login_ip_max_failures,
+                                         settings.login_ip_window_seconds, settings.login_ip_block_seconds)
+        raise
 
 
 @router.post("/login", responses=errors(_LOGIN), summary="Log in; the token authenticates like an API key")
 async def login(body: LoginRequest, pool: Pool, settings: AppSettings, ip: ClientIp) -> LoginResponse:
     actor = Actor(f"user:{body.email.strip().lower()}", ip)
-    user = await authenticate(pool, body.email, body.password, settings.login_max_failures,
-                              settings.login_lockout_seconds, actor)
+    user = await _authenticate(pool, settings, body.email, body.password, actor)
     session = await open_session(pool, user, settings.login_session_hours, actor)
     return LoginResponse(token=session.token, expires_at=session.expires_at, user=UserOut(**vars(user)))
 
@@ -57,8 +70,7 @@ async def accept(body: AcceptInviteRequest, pool: Pool, settings: AppSettings, i
         if not body.password:
             raise BadRequest(f"{email} already has an account: send its password (or its login token)")
         # The same checks and lockout as a login: an invite token does not replace the password.
-        existing = await authenticate(pool, email, body.password, settings.login_max_failures,
-                                      settings.login_lockout_seconds, actor)
+        existing = await _authenticate(pool, settings, email, body.password, actor)
     project, role, user = await accept_invite(pool, body.token, existing, body.password, actor)
     session = await open_session(pool, user, settings.login_session_hours, actor)
     return AcceptedInvite(token=session.token, expires_at=session.expires_at, user=UserOut(**vars(user)),

@@ -98,19 +98,19 @@ async def _stream(feed: LiveFeed, client: LiveClient, resume: Position | None, k
                     yield chunk
             floor = None if start.covers(resume) else resume
         while not feed.ending:
-            events = await client.take()
+            chunks = await client.take()
             if feed.ending:
                 return
-            if not events:
+            if not chunks:
                 if feed.mid_batch:
                     yield b": keepalive\n\n"
                     continue
                 position_id = feed.position_id if floor is None else feed.position.merged(floor).encode()
                 yield b": keepalive\nid: %s\n\n" % position_id.encode()
             elif floor is None:
-                yield b"".join(event.frame for event in events)
+                yield chunks[0].data if len(chunks) == 1 else b"".join(chunk.data for chunk in chunks)
             else:
-                frames = _behind_floor(events, floor)
+                frames = _behind_floor([event for chunk in chunks for event in chunk.events], floor)
                 if frames:
                     yield frames
                 # The buffer was just emptied: whatever comes next was read past this point.
