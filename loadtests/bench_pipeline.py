@@ -14,7 +14,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from collections import Counter
@@ -30,6 +29,7 @@ from api.repositories.projects import project_for_key
 from loadtests.bench_http_ingest import create_key, percentile, process_usage
 from loadtests.bench_produce import Result, machine, publish
 from loadtests.generate import generate_session
+from loadtests.pipeline_watch import MODES, SessionWatch
 from schemas.span import Span, encode_span, encode_spans, session_messages
 from spanstream.kafka import KafkaUnavailable, changelog_topic_name, check_kafka, delete_topics, ensure_topics
 from spanstream.producer import make_producer
@@ -42,8 +42,6 @@ SERVER_START_TIMEOUT_S = 120.0
 STALL_S = 120.0
 # Phase B: how long after the last ack a session may still become visible, and how often to look.
 GRACE_S = 30.0
-LIST_POLL_S = 0.05
-LIST_LIMIT = 1000  # the endpoint's maximum; at 200 sessions/s it covers the newest five seconds
 DETAIL_CHECKS = 200
 RAW_PASSES = 3
 # librdkafka stops fetching for fetch.queue.backoff.ms (1 s by default) whenever its prefetch queue
@@ -81,9 +79,24 @@ def _self_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def _children(pid: int) -> list[int]:
+    """The direct children of `pid` (the fold workers of `spanstream serve`)."""
+    try:
+        return [int(child) for task in Path(f"/proc/{pid}/task").iterdir()
+                for child in (task / "children").read_text().split()]
+    except OSError:
+        return []
+
+
+def _cpu_of(pid: int | None) -> float | None:
+    usage = process_usage(pid) if pid else None
+    return usage.cpu_s if usage else None
+
+
 @dataclass
 class Meter:
-    """CPU of the server, the broker, this script and the whole machine from `started` on."""
+    """CPU of the server, its fold children, the broker, this script and the whole machine from
+    `started` on. A fold child started again meanwhile is counted from its start."""
 
     server_pid: int
     started: float = field(default_factory=time.perf_counter)
@@ -91,33 +104,45 @@ class Meter:
     def __post_init__(self) -> None:
         self.broker_pid = _broker_pid()
         self.server0 = process_usage(self.server_pid)
-        self.broker0 = process_usage(self.broker_pid) if self.broker_pid else None
+        self.broker0 = _cpu_of(self.broker_pid)
+        self.folds0 = {pid: _cpu_of(pid) or 0.0 for pid in _children(self.server_pid)}
         self.self0 = _self_cpu()
         self.machine0 = _machine_jiffies()
 
     def read(self) -> dict[str, float]:
         server = process_usage(self.server_pid)
-        broker = process_usage(self.broker_pid) if self.broker_pid else None
+        broker = _cpu_of(self.broker_pid)
+        folds = {pid: _cpu_of(pid) for pid in _children(self.server_pid)}
         busy, total = _machine_jiffies()
         nan = float("nan")
         return {
             "seconds": time.perf_counter() - self.started,
             "server_cpu": server.cpu_s - self.server0.cpu_s if server and self.server0 else nan,
             "server_peak_rss_mib": server.peak_rss_kib / 1024 if server else nan,
-            "broker_cpu": broker.cpu_s - self.broker0.cpu_s if broker and self.broker0 else nan,
+            "fold_cpu": sum(cpu - self.folds0.get(pid, 0.0) for pid, cpu in folds.items() if cpu is not None)
+            if folds else nan,
+            "broker_cpu": broker - self.broker0 if broker is not None and self.broker0 is not None else nan,
             "bench_cpu": _self_cpu() - self.self0,
             "machine_busy": (busy - self.machine0[0]) / max(1, total - self.machine0[1]),
         }
 
 
-def describe_cpu(usage: dict[str, float]) -> str:
+def describe_cpu(usage: dict[str, float], spans: int = 0) -> str:
+    """Cores each process used on average, and with `spans`, CPU microseconds per span: the
+    figure that compares across runs on a machine other work shares."""
     s = usage["seconds"]
-    server, broker, bench = (usage[name] / s for name in ("server_cpu", "broker_cpu", "bench_cpu"))
+    names = ("server_cpu", "fold_cpu", "broker_cpu", "bench_cpu")
+    server, fold, broker, bench = (usage[name] / s for name in names)
     # Whatever else ran (another test suite, the kernel's loopback work) competed for the same cores.
-    others = usage["machine_busy"] * (os.cpu_count() or 1) - server - broker - bench
-    return (f"server {usage['server_cpu']:.1f} CPU-s ({server:.2f} cores), broker {broker:.2f} cores, this "
-            f"script {bench:.2f} cores, everything else {others:.2f} cores (machine {usage['machine_busy']:.0%} "
-            f"busy, {os.cpu_count()} CPUs); server peak RSS {usage['server_peak_rss_mib']:.0f} MiB")
+    others = usage["machine_busy"] * (os.cpu_count() or 1) - server - fold - broker - bench
+    per_span = ""
+    if spans:
+        per_span = ("; CPU per span: " + ", ".join(f"{label} {usage[name] / spans * 1e6:.0f} µs" for label, name in (
+            ("server", "server_cpu"), ("fold", "fold_cpu"), ("broker", "broker_cpu"))))
+    return (f"server {usage['server_cpu']:.1f} CPU-s ({server:.2f} cores), fold {usage['fold_cpu']:.1f} CPU-s "
+            f"({fold:.2f} cores), broker {broker:.2f} cores, this script {bench:.2f} cores, everything else "
+            f"{others:.2f} cores (machine {usage['machine_busy']:.0%} busy, {os.cpu_count()} CPUs){per_span}; "
+            f"server peak RSS {usage['server_peak_rss_mib']:.0f} MiB")
 
 
 # --- the spans --------------------------------------------------------------------------------
@@ -152,7 +177,7 @@ def phase_a_messages(seed: int, spans: int, per_session: int, project_id: str, s
 
 
 def phase_b_sessions(seed: int, sessions: int, per_session: int, project_id: str, first_last_at: datetime,
-                     gap: timedelta, per_message: int | None = None) -> list[tuple[str, list[Message]]]:
+                     gap: timedelta, per_message: int | None = None) -> list[tuple[str, list[Message], datetime]]:
     """New sessions, each shifted so that its last span ends `gap` after the previous one's: the
     list endpoint sorts by last_at, so produce order is list order and the newest sessions are
     always on its first page."""
@@ -162,7 +187,8 @@ def phase_b_sessions(seed: int, sessions: int, per_session: int, project_id: str
         shift = first_last_at + index * gap - max(span.ended_at for span in session)
         shifted = [span.model_copy(update={"started_at": span.started_at + shift, "ended_at": span.ended_at + shift})
                    for span in session]
-        out.append((session[0].session_id, _messages(shifted, per_message)))
+        last_at = max(span.ended_at or span.started_at for span in shifted)
+        out.append((session[0].session_id, _messages(shifted, per_message), last_at))
     return out
 
 
@@ -339,7 +365,7 @@ def wait_for_summary(server: PipelineServer, http: httpx.Client, ready_at: float
     meter = Meter(server.pid, started=ready_at)
     history: list[tuple[float, int]] = []
     first: tuple[float, int] | None = None
-    profiler: subprocess.Popen | None = None
+    profilers: list[tuple[subprocess.Popen, str, str]] = []
     last_change = last_print = ready_at
     while True:
         server.check_alive()
@@ -366,7 +392,12 @@ def wait_for_summary(server: PipelineServer, http: httpx.Client, ready_at: float
         if first is None and seen > 0:
             first = (now, seen)
             if profile_path:
-                profiler = _start_profiler(server.pid, profile_path)
+                # The server and each fold child, each into a file of its own.
+                for name, pid in [("server", server.pid), *((f"fold {n}", child) for n, child
+                                                            in enumerate(_children(server.pid)))]:
+                    path = profile_path if name == "server" else f"{profile_path}.fold{name.split()[1]}"
+                    if (profiler := _start_profiler(pid, path)) is not None:
+                        profilers.append((profiler, path, name))
         recent = [(t, n) for t, n in history if t >= now - 5.0]
         rate = (recent[-1][1] - recent[0][1]) / (recent[-1][0] - recent[0][0]) if len(recent) > 1 else 0.0
         eta = (spans - seen) / rate if rate > 0 else math.inf
@@ -380,7 +411,7 @@ def wait_for_summary(server: PipelineServer, http: httpx.Client, ready_at: float
     # The summary reads the sessions view only; the spans sink is a separate agent.
     spans_table = [len(http.get("/api/spans", params={"session_id": sid, "limit": 1000}).json()["items"])
                    for sid in sample]
-    profile = _finish_profiler(profiler, profile_path) if profiler else None
+    profile = "\n".join(f"{name}: {_finish_profiler(profiler, path)}" for profiler, path, name in profilers) or None
     first_at, first_spans = first or (now, 0)
     return EndToEnd(now - ready_at, now - first_at, history[0][1] if history else spans, first_spans, usage,
                     spans_table, profile)
@@ -431,7 +462,7 @@ def summarize_profile(path: str, top: int = 12) -> str:
     def block(title: str, counts: Counter[str]) -> list[str]:
         return [f"  {title}:"] + [f"    {n / total:6.1%}  {name}" for name, n in counts.most_common(top)]
 
-    return "\n".join([f"py-spy, 10 s of the server in Phase A: {total:,} samples, all threads ({path})",
+    return "\n".join([f"py-spy, 10 s in Phase A: {total:,} samples, all threads ({path})",
                       *block("running frame, by package", packages), *block("running frame", running),
                       *block("inclusive, our code", ours)])
 
@@ -445,42 +476,6 @@ def _frame(frame: str) -> tuple[str, str]:
 
 
 # --- phase B: latency -------------------------------------------------------------------------
-
-class SessionWatch(threading.Thread):
-    """Lists the newest sessions every LIST_POLL_S and notes when each first shows all its spans."""
-
-    def __init__(self, base: str, key: str, spans_per_session: int) -> None:
-        super().__init__(daemon=True)
-        self._http = httpx.Client(base_url=base, headers={"X-API-Key": key}, timeout=10)
-        self._spans = spans_per_session
-        self.first_complete: dict[str, float] = {}
-        self.polls = 0
-        self.poll_seconds = 0.0
-        self.response_bytes = 0
-        self.errors: Counter[str] = Counter()
-        self.stopping = threading.Event()
-
-    def run(self) -> None:
-        params = {"hours": 1, "limit": LIST_LIMIT}
-        while not self.stopping.is_set():
-            started = time.perf_counter()
-            try:
-                response = self._http.get("/api/agents/sessions", params=params)
-                response.raise_for_status()
-                items = response.json()["items"]
-                self.response_bytes += len(response.content)
-            except (httpx.HTTPError, ValueError, KeyError) as error:
-                self.errors[type(error).__name__] += 1
-                items = []
-            answered = time.perf_counter()
-            self.polls += 1
-            self.poll_seconds += answered - started
-            for item in items:
-                if item["spans"] >= self._spans and item["session_id"] not in self.first_complete:
-                    self.first_complete[item["session_id"]] = answered
-            self.stopping.wait(max(0.0, started + LIST_POLL_S - time.perf_counter()))
-        self._http.close()
-
 
 @dataclass
 class Latency:
@@ -498,8 +493,9 @@ class Latency:
 
 
 def measure_latency(server: PipelineServer, http: httpx.Client, key: str, settings: Settings,
-                    sessions: list[tuple[str, list[Message]]], rate: float, spans_per_session: int) -> Latency:
-    watch = SessionWatch(server.base, key, spans_per_session)
+                    sessions: list[tuple[str, list[Message], datetime]], rate: float, spans_per_session: int,
+                    probe: str) -> Latency:
+    watch = SessionWatch(server.base, key, spans_per_session, [(sid, last_at) for sid, _, last_at in sessions], probe)
     watch.start()
     # Two seconds of polling with no spans flowing: what the observer alone costs the server.
     idle = Meter(server.pid)
@@ -517,10 +513,10 @@ def measure_latency(server: PipelineServer, http: httpx.Client, key: str, settin
     producer = make_producer(settings)
     producer.list_topics(settings.spans_topic, timeout=10)  # connected before the clock starts
     interval = spans_per_session / rate
-    ids = [session_id for session_id, _ in sessions]
+    ids = [session_id for session_id, _, _ in sessions]
     meter = Meter(server.pid)
     started = next_report = meter.started
-    for index, (_, messages) in enumerate(sessions):
+    for index, (_, messages, _) in enumerate(sessions):
         due = started + index * interval
         # poll(), not sleep(): delivery callbacks run inside it, so ack times are taken as acks arrive.
         while (wait := due - time.perf_counter()) > 0:
@@ -529,6 +525,7 @@ def measure_latency(server: PipelineServer, http: httpx.Client, key: str, settin
             producer.produce(settings.spans_topic, value, message_key,
                              on_delivery=lambda error, _message, i=index: delivered(i, error))
         producer.poll(0)
+        watch.produced(index, time.perf_counter())
         if time.perf_counter() >= next_report:
             next_report += 1.0
             _latency_progress(started, ids[: index + 1], len(sessions), acked, watch)
@@ -558,7 +555,7 @@ def measure_latency(server: PipelineServer, http: httpx.Client, key: str, settin
 def _latency_progress(started: float, produced: list[str], total: int, acked: dict, watch: SessionWatch) -> None:
     visible = sum(1 for session_id in produced if session_id in watch.first_complete)
     print(f"  [{time.perf_counter() - started:6.1f} s] {len(produced):>7,}/{total:,} sessions produced, "
-          f"{len(acked):>7,} acked, {visible:>7,} visible complete; {watch.polls:,} list polls", flush=True)
+          f"{len(acked):>7,} acked, {visible:>7,} visible complete; {watch.polls:,} probe polls", flush=True)
 
 
 # --- the run ----------------------------------------------------------------------------------
@@ -590,7 +587,7 @@ def report_end_to_end(args: argparse.Namespace, e2e: EndToEnd) -> None:
     complete = sum(1 for n in e2e.spans_table if n >= args.spans_per_session)
     print(f"  spans table          {complete} of {len(e2e.spans_table)} sampled sessions complete when the summary "
           f"matched (rows: {', '.join(map(str, e2e.spans_table))})")
-    print(f"  resources            {describe_cpu(e2e.usage)}")
+    print(f"  resources            {describe_cpu(e2e.usage, args.spans)}")
     if e2e.profile:
         print(e2e.profile)
 
@@ -609,12 +606,13 @@ def report_latency(args: argparse.Namespace, latency: Latency) -> None:
                         f"{latency.missing_but_stored} were stored complete by then (late, or missed by the poll)"
                         if latency.missing else ""))
     if watch.polls:
-        print(f"list polls             {watch.polls:,} ({watch.polls / (latency.usage['seconds'] + 2):.1f}/s), "
-              f"{watch.poll_seconds / watch.polls * 1000:.0f} ms per answer on average, "
-              f"{watch.response_bytes / watch.polls / 1024:.0f} KiB each; errors: "
-              + (", ".join(f"{k} {v}" for k, v in watch.errors.items()) or "none"))
+        requests = max(1, watch.requests)
+        print(f"probe ({watch.mode})        {watch.polls:,} polls ({watch.polls / (latency.usage['seconds'] + 2):.1f}/s, "
+              f"{watch.poll_seconds / watch.polls * 1000:.0f} ms each on average), {watch.requests:,} list requests, "
+              f"{watch.rows / requests:,.0f} sessions and {watch.response_bytes / requests / 1024:.0f} KiB an answer; "
+              "errors: " + (", ".join(f"{k} {v}" for k, v in watch.errors.items()) or "none"))
     print(f"polling alone (2 s)    {describe_cpu(latency.polling_alone)}")
-    print(f"during Phase B         {describe_cpu(latency.usage)}")
+    print(f"during Phase B         {describe_cpu(latency.usage, latency.spans_acked)}")
 
 
 def print_summary(args: argparse.Namespace, produced: Result, raw: tuple[int, int, float], e2e: EndToEnd,
@@ -633,6 +631,7 @@ def print_summary(args: argparse.Namespace, produced: Result, raw: tuple[int, in
         ("  end to end / raw consume", f"{ours / (args.spans / raw_s):.2%}", ""),
         ("  server CPU, peak RSS", f"{e2e.usage['server_cpu'] / e2e.seconds:.2f} cores, "
                                    f"{e2e.usage['server_peak_rss_mib']:,.0f} MiB", ""),
+        ("  fold worker CPU", f"{e2e.usage['fold_cpu'] / e2e.seconds:.2f} cores", ""),
         (f"produce->visible, {args.rate:,.0f} spans/s",
          f"p50 {percentile(ms, 50):,.0f} ms, p95 {percentile(ms, 95):,.0f} ms" if ms else "none visible",
          "not published: sessions are"),
@@ -695,7 +694,8 @@ def run(args: argparse.Namespace) -> int:
         with httpx.Client(base_url=server.base, headers={"X-API-Key": key}, timeout=30) as http:
             e2e = wait_for_summary(server, http, ready_at, args.spans, sessions_a, sample, args.profile)
             report_end_to_end(args, e2e)
-            latency = measure_latency(server, http, key, settings, sessions_b, args.rate, args.spans_per_session)
+            latency = measure_latency(server, http, key, settings, sessions_b, args.rate, args.spans_per_session,
+                                      args.probe)
         report_latency(args, latency)
         print(f"dead-lettered          {dead_letters(settings)} messages")
         print_derived_topics(settings, suffix, args.spans + latency.spans_acked)
@@ -724,6 +724,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--spans-per-message", type=int, default=None,
                         help="split each session into messages of this many spans (default: one message per session)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--probe", choices=MODES, default="pending",
+                        help="Phase B's latency probe: list only the sessions still awaited (default), or the newest "
+                             "1,000 every 50 ms (the probe before 2026-12-01 evening; it costs the server ~0.85 cores)")
     parser.add_argument("--profile", metavar="FILE",
                         help="record the server with py-spy for 10 s of Phase A into FILE (raw) and print its top frames")
     args = parser.parse_args(argv)

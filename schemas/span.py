@@ -216,7 +216,10 @@ def encode_spans(spans: list[Span]) -> bytes:
 
 def decode_span(data: bytes | str) -> Span:
     """Parses and validates one span; raises pydantic.ValidationError with the reason."""
-    return Span.model_validate_json(data)
+    try:
+        return _fast.decode_one(data)
+    except _fast.NotFast:
+        return Span.model_validate_json(data)
 
 
 @dataclass(frozen=True)
@@ -247,6 +250,10 @@ def decode_message(data: bytes) -> tuple[list[Span], list[Unreadable]]:
         except (ValidationError, ValueError) as error:
             return [], [Unreadable(None, data, validation_reason(error))]
     try:
+        return _fast.decode_many(data), []
+    except _fast.NotFast:
+        pass  # pydantic decides, and words what is wrong
+    try:
         return _SPAN_LIST.validate_json(data), []
     except ValidationError:
         pass  # find out which items are bad
@@ -262,3 +269,7 @@ def decode_message(data: bytes) -> tuple[list[Span], list[Unreadable]]:
         except (ValidationError, ValueError) as error:
             bad.append(Unreadable(index, json.dumps(item, default=str).encode(), validation_reason(error)))
     return spans, bad
+
+
+# At the end: the fast path reads this module's names (schemas/span_wire.py).
+import schemas.span_wire as _fast  # noqa: E402

@@ -25,12 +25,16 @@ from schemas.span import TOKEN_FIELDS, Span
 FORMAT = "JSONCompactColumns"
 # One JSON array per row and line: bodies of it concatenate into one insert.
 ROWS_FORMAT = "JSONCompactEachRow"
+# One JSON object per row and line: a `sessions` record or `health` change as the fold wrote it.
+RECORDS_FORMAT = "JSONEachRow"
 # RFC 3339 with a `T` and an offset, as orjson writes it, is ClickHouse's best-effort syntax.
 SETTINGS = {"date_time_input_format": "best_effort"}
 # Without the replacing step on insert: a fifth of each spans insert went to it, and it changes no
 # view (readers use FINAL, the MCP statistics count distinct span ids, and a view sees duplicates
 # within a block all the same, since it gets the block as inserted).
 INSERT_SETTINGS = {**SETTINGS, "optimize_on_insert": "0"}
+# A record's keys that are no column (a session's `costs`, a change's `agents`) are left out.
+RECORD_SETTINGS = {**SETTINGS, "input_format_skip_unknown_fields": "1"}
 
 # DateTime64 reads 1900-2299 and DateTime 1970-2106 back as written; times outside go the usual way.
 _TIME_RANGES = {
@@ -103,3 +107,11 @@ def encode_span_rows(spans: Sequence[Span], max_bytes: int) -> list[bytes]:
     if lines:
         bodies.append(b"".join(lines))
     return bodies
+
+
+def encode_cost_rows(record: dict) -> bytes:
+    """A `sessions` record's session_costs rows (cost_values) as a JSONCompactEachRow body. The
+    fold wrote the record with orjson, so every value is one JSON carries exactly: hours within
+    the spans' storable range, integers within 64 bits."""
+    dumps, newline = orjson.dumps, orjson.OPT_APPEND_NEWLINE
+    return b"".join(dumps(row, option=newline) for row in cost_values(record))

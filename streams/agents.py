@@ -13,18 +13,18 @@ import orjson
 
 from schemas.span import Unreadable, decode_message
 from spanstream.clickhouse import ClickHouseStore
-from spanstream.insert_bodies import encode_span_rows
+from spanstream.insert_bodies import encode_cost_rows, encode_span_rows
 from spanstream.metrics import SPANS_DEAD_LETTERED, SPANS_FOLDED
 from spanstream.settings import Settings
 from streams.changelog import PublishedChangelogTable
 from streams.derived import DerivedPublisher
 from streams.health import HealthRules
 from streams.pricing import PriceBook
-from streams.session_rows import COST_COLUMNS, HEALTH_COLUMNS, SESSION_COLUMNS, cost_rows, health_row, session_row
+from streams.session_rows import COST_COLUMNS, HEALTH_COLUMNS, SESSION_COLUMNS
 from streams.session_step import fold_batch
 from streams.sessions import SessionState, dump_state, load_state, session_record
 from streams.span_batches import BadBatch, SourceMessage, unpack
-from streams.sink import ClickHouseWriter, span_body_writer
+from streams.sink import record_body_writer, rows_body_writer, span_body_writer
 from streams.topics import SESSIONS_TABLE, declare_topics, rows_topic_name
 
 log = logging.getLogger(__name__)
@@ -111,9 +111,9 @@ def register_sink_agents(app: faust.App, settings: Settings, store: ClickHouseSt
     """The writers: spans and the derived topics into ClickHouse, each batch acked once durable."""
     topics = declare_topics(app, settings)
     spans_out = span_body_writer(store)
-    sessions_out = ClickHouseWriter(store, "sessions", SESSION_COLUMNS)
-    costs_out = ClickHouseWriter(store, "session_costs", COST_COLUMNS)
-    health_out = ClickHouseWriter(store, "session_health", HEALTH_COLUMNS)
+    sessions_out = record_body_writer(store, "sessions", SESSION_COLUMNS)
+    costs_out = rows_body_writer(store, "session_costs", COST_COLUMNS)
+    health_out = record_body_writer(store, "session_health", HEALTH_COLUMNS)
     batch, within = settings.sink_batch_size, settings.sink_batch_seconds
 
     @app.agent(topics.span_rows, name="spans-to-clickhouse")
@@ -133,11 +133,10 @@ def register_sink_agents(app: faust.App, settings: Settings, store: ClickHouseSt
     @_redelivered_on_error
     async def sessions_to_clickhouse(stream: faust.StreamT) -> None:
         async for events in stream.take_events(batch, within=within):
+            # Records go in as the fold wrote them; only their cost cells need Python.
             for event in events:
-                record = orjson.loads(event.value)
-                sessions_out.add(session_row(record))
-                for row in cost_rows(record):
-                    costs_out.add(row)
+                sessions_out.add(event.value + b"\n")
+                costs_out.add(encode_cost_rows(orjson.loads(event.value)))
             await sessions_out.flush()
             await costs_out.flush()
 
@@ -146,7 +145,7 @@ def register_sink_agents(app: faust.App, settings: Settings, store: ClickHouseSt
     async def health_to_clickhouse(stream: faust.StreamT) -> None:
         async for events in stream.take_events(batch, within=within):
             for event in events:
-                health_out.add(health_row(orjson.loads(event.value)))
+                health_out.add(event.value + b"\n")
             await health_out.flush()
 
 

@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable, Sequence
 
 from schemas.span import Span
 from spanstream.clickhouse import ClickHouseStore
-from spanstream.insert_bodies import INSERT_SETTINGS, ROWS_FORMAT
+from spanstream.insert_bodies import INSERT_SETTINGS, RECORD_SETTINGS, RECORDS_FORMAT, ROWS_FORMAT, SETTINGS
 from spanstream.metrics import SINK_BATCH_ROWS, SINK_BATCH_SECONDS, SINK_RETRIES
 
 log = logging.getLogger(__name__)
@@ -136,3 +136,14 @@ def span_writer(store: ClickHouseStore) -> ClickHouseWriter:
 def span_body_writer(store: ClickHouseStore) -> BodyWriter:
     """For the fold's encoded rows (spanstream/insert_bodies.py encode_span_rows)."""
     return BodyWriter(store, "spans", SPAN_COLUMNS, ROWS_FORMAT, INSERT_SETTINGS)
+
+
+def record_body_writer(store: ClickHouseStore, table: str, columns: Sequence[str]) -> BodyWriter:
+    """For `sessions` records and `health` changes as they are on their topics, one a line:
+    ClickHouse parses them itself, where clickhouse-connect built Native blocks in Python."""
+    return BodyWriter(store, table, columns, RECORDS_FORMAT, RECORD_SETTINGS)
+
+
+def rows_body_writer(store: ClickHouseStore, table: str, columns: Sequence[str]) -> BodyWriter:
+    """For rows encoded as JSONCompactEachRow (spanstream/insert_bodies.py encode_cost_rows)."""
+    return BodyWriter(store, table, columns, ROWS_FORMAT, SETTINGS)
