@@ -59,7 +59,7 @@ class ClickHouseStore:
         self._reader_count = readers
         self._readers: queue.SimpleQueue = queue.SimpleQueue()
         self._read_pool: ThreadPoolExecutor | None = None
-        self._cache = ResultCache() if settings.clickhouse_embedded else None
+        self._cache = ResultCache() if settings.clickhouse_embedded and settings.result_cache else None
         self._feeds: dict[str, frozenset[str]] = {}  # table -> tables its materialized views write
         self._flights: dict[tuple, tuple[tuple[int, ...], Future]] = {}
         self._flights_lock = threading.Lock()

@@ -26,6 +26,9 @@ class Settings(BaseSettings):
     # Unset: embedded chdb under data_dir. Set (http://host:8123): a ClickHouse server.
     clickhouse_url: str | None = None
     clickhouse_database: str = "spanstream"
+    # Reuse an identical read's answer until a table it reads is written (embedded store only:
+    # spanstream/result_cache.py). Off, every request runs its query.
+    result_cache: bool = True
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8000, ge=1, le=65535)
     spans_topic: str = "spans"
