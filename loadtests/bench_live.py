@@ -267,7 +267,9 @@ async def bench(args: argparse.Namespace) -> int:
         last_cpu, last_at = cpu_start, started
         async with httpx.AsyncClient(timeout=30, headers={"X-API-Key": key}) as http:
             while not done.is_set():
-                await asyncio.sleep(min(args.sample_seconds, 1.0) if not rss else args.sample_seconds)
+                # Never past the end of the run: the averages printed at the end are over the run.
+                period = min(args.sample_seconds, 1.0) if not rss else args.sample_seconds
+                await asyncio.to_thread(done.wait, max(0.1, min(period, args.seconds + 1 - (time.monotonic() - started))))
                 usage = process_usage(server.pid)
                 now = time.monotonic()
                 rss.append((now - started, usage.rss_kib, (usage.cpu_s - last_cpu) / (now - last_at)))
