@@ -6,15 +6,31 @@ import asyncio
 import socket
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
+import asyncpg
 import httpx
 import uvicorn
 
 from api.app import create_app
+from api.repositories.projects import create_api_key, ensure_project
 from spanstream.settings import Settings
+
+
+def viewer_project(dsn: str, prefix: str) -> tuple[str, str]:
+    """A new project and a viewer key of it: (project id, key)."""
+    async def create() -> tuple[str, str]:
+        pool = await asyncpg.create_pool(dsn, min_size=1, max_size=1)
+        try:
+            project = await ensure_project(pool, f"{prefix}-{uuid.uuid4().hex[:8]}")
+            return str(project.id), await create_api_key(pool, project.id, prefix, role="viewer")
+        finally:
+            await pool.close()
+
+    return asyncio.run(create())
 
 
 @dataclass

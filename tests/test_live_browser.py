@@ -3,21 +3,18 @@ fed by the fold worker, surviving a restart of the API without losing or repeati
 
 from __future__ import annotations
 
-import asyncio
 import threading
 import time
-import uuid
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-import asyncpg
 import pytest
 
-from api.repositories.projects import create_api_key, ensure_project
 from schemas.span import Span
 from spanstream.producer import make_producer, publish_spans
 from tests.conftest import free_port
+from tests.live_helpers import viewer_project
 from tests.processes import serve_for_tests
 from tests.webdriver import headless_chromium
 
@@ -56,15 +53,7 @@ def page_url():
 
 
 def _viewer_key(dsn: str) -> tuple[str, str]:
-    async def create() -> tuple[str, str]:
-        pool = await asyncpg.create_pool(dsn, min_size=1, max_size=1)
-        try:
-            project = await ensure_project(pool, f"browser-{uuid.uuid4().hex[:8]}")
-            return str(project.id), await create_api_key(pool, project.id, "dashboard", role="viewer")
-        finally:
-            await pool.close()
-
-    return asyncio.run(create())
+    return viewer_project(dsn, "browser")
 
 
 def _spans(project_id: str, session_id: str, count: int) -> list[Span]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-import uuid
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 
@@ -13,11 +12,11 @@ import asyncpg
 import httpx
 import pytest
 
-from api.repositories.projects import create_api_key, ensure_project, project_by_ref
+from api.repositories.projects import project_by_ref
 from schemas.span import Span, encode_spans, session_messages
 from spanstream.kafka import ensure_topics
 from spanstream.producer import make_producer
-from tests.live_helpers import SseStream, open_stream, serve_app
+from tests.live_helpers import SseStream, open_stream, serve_app, viewer_project
 from tests.metadata import PASSWORD, new_user, unique
 
 
@@ -29,15 +28,7 @@ def live_settings(settings):
 
 
 def new_project(dsn: str) -> tuple[str, str]:
-    async def create() -> tuple[str, str]:
-        pool = await asyncpg.create_pool(dsn, min_size=1, max_size=1)
-        try:
-            project = await ensure_project(pool, f"live-{uuid.uuid4().hex[:8]}")
-            return str(project.id), await create_api_key(pool, project.id, "live", role="viewer")
-        finally:
-            await pool.close()
-
-    return asyncio.run(create())
+    return viewer_project(dsn, "live")
 
 
 def span(project_id: str, session_id: str, span_id: str, agent: str = "planner", **fields) -> Span:

@@ -41,13 +41,17 @@ async def count_failure(pool: asyncpg.Pool, actor: Actor, max_failures: int, win
            RETURNING failures, blocked_until > now() AS blocked""",
         actor.client_ip, window_seconds,
     )
-    if row["failures"] >= max_failures and not row["blocked"]:
-        await pool.execute(
-            """UPDATE login_ip_failures SET blocked_until = now() + $2 * interval '1 second',
-                      window_start = now(), failures = 0
-               WHERE client_ip = $1""",
-            actor.client_ip, block_seconds,
-        )
+    if row["failures"] < max_failures or row["blocked"]:
+        return
+    # Of concurrent failures past the limit, one blocks the address and audits it.
+    blocked = await pool.fetchval(
+        """UPDATE login_ip_failures SET blocked_until = now() + $2 * interval '1 second',
+                  window_start = now(), failures = 0
+           WHERE client_ip = $1 AND (blocked_until IS NULL OR blocked_until <= now())
+           RETURNING true""",
+        actor.client_ip, block_seconds,
+    )
+    if blocked:
         await record(pool, actor, "auth.ip_blocked", f"ip:{actor.client_ip}",
                      details={"failures": max_failures, "blocked_for_seconds": block_seconds})
 
