@@ -10,7 +10,7 @@ from pydantic import ValidationError
 
 from loadtests.generate import generate_session
 from schemas.span import _SPAN_LIST, Span, decode_message, encode_spans
-from schemas.span_wire import NotFast, decode_many, decode_one
+from schemas.span_wire import _TIME, NotFast, _canonical_utc, decode_many, decode_one
 
 PROJECT = "6f1f0c9e-4a8e-4a53-9d7e-2b1f0e6c9a11"
 
@@ -151,3 +151,57 @@ def test_the_fast_path_never_disagrees_with_pydantic(fields, ascii_only):
     # A whole batch: the same spans, whichever path took it.
     batch = b"[" + data + b"," + data + b"]"
     assert [exact(s) for s in decode_message(batch)[0]] == [exact(s) for s in ([slow, slow] if slow else [])]
+
+
+def pydantic_time(text: str) -> datetime | None:
+    """A time as Span's validation reads it: pydantic's parser, then Span._utc's normalising to
+    UTC (its storable-range check comes after either reading, in both paths)."""
+    try:
+        value = _TIME(text)
+    except ValueError:
+        return None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+canonical_like = st.builds(
+    lambda stem, fraction, zone: stem + fraction + zone,
+    st.datetimes(min_value=datetime(1, 1, 1), max_value=datetime(9999, 12, 31)).map(lambda d: f"{d.year:04d}-{d:%m-%dT%H:%M:%S}"),
+    st.one_of(st.just(""), st.integers(1, 6).flatmap(numeric).map(lambda f: "." + f),
+              st.sampled_from([".", ".1234567", ".99999999"])),
+    st.sampled_from(["Z", "Z", "Z", "z", "+00:00", ""]),
+)
+
+
+@st.composite
+def mangled_times(draw):
+    """Canonical times, some with a character replaced by any other (a digit, a separator,
+    something from far outside ASCII), or cut short: the near misses the canonical check must
+    leave to pydantic, or read exactly as it does."""
+    text = draw(canonical_like)
+    for _ in range(draw(st.sampled_from([0, 0, 1, 1, 2]))):
+        if text:
+            at = draw(st.integers(0, len(text) - 1))
+            text = text[:at] + draw(st.one_of(digits, st.sampled_from("-T:.Z +tz,/"), st.characters())) + text[at + 1:]
+    if draw(st.integers(0, 3)) == 0 and text:
+        text = text[:draw(st.integers(0, len(text)))]
+    return text
+
+
+def test_canonical_times_are_read_without_pydantic():
+    for text in ("2026-12-01T14:11:09Z", "2026-12-01T14:11:09.1Z", "2026-12-01T14:11:09.123456Z"):
+        value = _canonical_utc(text)
+        assert value is not None and value.tzinfo is UTC and value == pydantic_time(text)
+    for text in ("2026-12-01T14:11:09.1234567Z", "2026-12-01T14:11:09+00:00", "2026-12-01 14:11:09Z",
+                 "2026-12-01T14:11:09.Z", "2026-12-01T24:00:00Z", "2026-02-30T10:00:00Z"):
+        assert _canonical_utc(text) is None or _canonical_utc(text) == pydantic_time(text)
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.one_of(canonical_like, mangled_times()))
+def test_the_canonical_time_check_reads_what_pydantic_reads(text):
+    fast = _canonical_utc(text)
+    event("canonical" if fast is not None else "left to pydantic")
+    if fast is not None:
+        slow = pydantic_time(text)
+        assert slow is not None, f"{text!r}: read by the canonical check, rejected by pydantic"
+        assert (fast, fast.tzinfo is UTC) == (slow, slow.tzinfo is UTC)
