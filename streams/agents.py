@@ -19,6 +19,7 @@ from spanstream.settings import Settings
 from streams.changelog import PublishedChangelogTable
 from streams.derived import DerivedPublisher
 from streams.health import HealthRules
+from streams.heap import settle_heap
 from streams.pricing import PriceBook
 from streams.session_rows import COST_COLUMNS, HEALTH_COLUMNS, SESSION_COLUMNS
 from streams.session_step import fold_batch
@@ -80,6 +81,7 @@ def register_fold_agents(app: faust.App, settings: Settings, prices: PriceSource
     @app.agent(topics.span_batches, name="fold-sessions")
     @_redelivered_on_error
     async def fold_sessions(stream: faust.StreamT) -> None:
+        settle_heap()
         # One frame (many `spans` messages of one partition) per event: a table write goes to
         # the changelog partition of the current event, which is the partition of its spans.
         async for event in stream.events():
@@ -119,6 +121,7 @@ def register_sink_agents(app: faust.App, settings: Settings, store: ClickHouseSt
     @app.agent(topics.span_rows, name="spans-to-clickhouse")
     @_redelivered_on_error
     async def spans_to_clickhouse(stream: faust.StreamT) -> None:
+        settle_heap()
         # take_events acks a batch only after this body returns, i.e. after the insert is
         # durable: a crash before that redelivers the batch, and the replacing table dedups it.
         # Each event is the fold's rows of up to a frame of spans: at most FRAMES_PER_INSERT of

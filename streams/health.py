@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from streams.sessions import SessionState
+from streams.sessions import SessionState, ToolCall
 
 
 @dataclass(frozen=True)
@@ -54,9 +54,9 @@ def rules_from_budgets(loop_threshold: int, budgets: dict[str, dict[str, float]]
     return HealthRules(loop_threshold, project_budgets, agent_budgets)
 
 
-def has_loop(state: SessionState, threshold: int) -> bool:
+def has_loop(state: SessionState, threshold: int, history: list[ToolCall] | None = None) -> bool:
     run, previous = 0, None
-    for call in sorted(state.tool_history):
+    for call in history if history is not None else sorted(state.tool_history):
         current = (call.tool, call.args_hash)
         run = run + 1 if current == previous else 1
         if run >= threshold:
@@ -65,11 +65,11 @@ def has_loop(state: SessionState, threshold: int) -> bool:
     return False
 
 
-def failing_tools(state: SessionState) -> tuple[set[str], set[str]]:
+def failing_tools(state: SessionState, history: list[ToolCall] | None = None) -> tuple[set[str], set[str]]:
     """(tools whose latest call failed, tools that failed at some point but whose latest call succeeded)."""
     latest: dict[str, bool] = {}
     ever_failed: set[str] = set()
-    for call in sorted(state.tool_history):
+    for call in history if history is not None else sorted(state.tool_history):
         latest[call.tool] = call.failed
         if call.failed:
             ever_failed.add(call.tool)
@@ -91,7 +91,8 @@ def over_budget(state: SessionState, rules: HealthRules) -> bool:
 def health_tag(state: SessionState, rules: HealthRules, now_us: int | None = None) -> str:
     """The session's tag. `now_us` is the event time the session is judged at (the newest span
     time seen on its partition); without it a session is never judged incomplete."""
-    if has_loop(state, rules.loop_threshold):
+    history = sorted(state.tool_history)  # in start order, once for both ordered rules
+    if has_loop(state, rules.loop_threshold, history):
         return "loop_detected"
     if over_budget(state, rules):
         return "budget_exceeded"
@@ -101,7 +102,7 @@ def health_tag(state: SessionState, rules: HealthRules, now_us: int | None = Non
         return "schema_drift"
     if state.timeouts:
         return "timeout"
-    still_failing, recovered = failing_tools(state)
+    still_failing, recovered = failing_tools(state, history)
     if still_failing:
         return "tool_failure"
     idle = now_us is not None and state.last_us is not None and now_us - state.last_us >= rules.incomplete_after_us

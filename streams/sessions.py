@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from schemas.span import TOKEN_FIELDS, Span
 
@@ -34,8 +34,9 @@ def from_us(us: int) -> datetime:
     return _EPOCH + us * _ONE_US
 
 
-@dataclass(frozen=True, order=True)
-class ToolCall:
+class ToolCall(NamedTuple):
+    # A tuple: made once per tool span and sorted on every health verdict, where a frozen
+    # dataclass's __init__ and __lt__ ran in Python.
     started_us: int
     span_id: str
     tool: str  # "server/tool"
