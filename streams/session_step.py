@@ -29,10 +29,12 @@ def session_key(span: Span) -> bytes:
 
 
 def by_session(spans: Iterable[Span]) -> dict[bytes, list[Span]]:
-    groups: dict[bytes, list[Span]] = {}
+    # Grouped on the two ids, and each group's key encoded once: a message is mostly one session.
+    groups: dict[tuple[str, str], list[Span]] = {}
     for span in spans:
-        groups.setdefault(session_key(span), []).append(span)
-    return groups
+        fields = span.__dict__
+        groups.setdefault((fields["project_id"], fields["session_id"]), []).append(span)
+    return {session_key(group[0]): group for group in groups.values()}
 
 
 def apply_spans(
