@@ -316,3 +316,31 @@ async def test_an_endpoint_whose_query_hits_the_time_cap_answers_504(settings, s
                 response = await client.get(path, params={"hours": 720} if path != "/api/agents/sessions/tree-1" else {})
                 assert response.status_code == 504, (path, response.text)
                 assert "narrow the time window" in response.json()["detail"]
+
+
+async def test_a_trace_shows_exactly_what_the_columns_hold(api, seeded, store):
+    """The trace reads each row packed in one column (migrations/clickhouse/0011); every field it
+    shows must equal the table's own column, for the session, its cost cells and its spans."""
+    session_id = max(seeded["sessions"][:SESSIONS], key=len)[0].session_id
+    found = (await api.get(f"/api/agents/sessions/{session_id}")).json()
+    key = {"project_id": seeded["project"], "session_id": session_id}
+    where = "WHERE project_id = {project_id:String} AND session_id = {session_id:String}"
+    spans = store.query_sync(f"SELECT * FROM spans FINAL {where} ORDER BY started_at, span_id", key)
+    assert len(found["trace"]) == len(spans) > 3
+    for shown, stored in zip(found["trace"], spans, strict=True):
+        for name, value in shown.items():
+            if name in stored:
+                expected = stored[name]
+                if isinstance(expected, datetime):
+                    expected = expected.replace(tzinfo=UTC).isoformat().replace("+00:00", "Z")
+                assert value == expected, (name, value, expected)
+    session = store.query_sync(f"SELECT * FROM sessions FINAL {where}", key)[0]
+    for name in ("version", "duration_ms", "spans", "llm_calls", "tool_calls", "failed_calls", "errors",
+                 "agents", "servers", "models", "input_tokens", "output_tokens", "cache_read_tokens",
+                 "cache_creation_tokens", "thinking_tokens", "cost_nano_usd", "unpriced_calls", "status"):
+        assert found[name] == session[name], name
+    assert _at(found["first_at"]) == session["first_at"].replace(tzinfo=UTC)
+    cells = store.query_sync(f"SELECT * FROM session_costs FINAL {where} ORDER BY hour, model_id, agent_name, server_name", key)
+    assert [{**cell, "hour": _at(cell["hour"])} for cell in found["costs"]] == [
+        {name: cell[name].replace(tzinfo=UTC) if name == "hour" else cell[name] for name in found["costs"][0]}
+        for cell in cells]

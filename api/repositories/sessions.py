@@ -9,15 +9,15 @@ from typing import Any
 from api.reader import CappedReader
 from api.window import TimeWindow, micros, request_time
 
-SESSION_FIELDS = """session_id, version, first_at, last_at, duration_ms, spans, llm_calls, tool_calls,
-    failed_calls, errors, agents, servers, models, input_tokens, output_tokens, cache_read_tokens,
-    cache_creation_tokens, thinking_tokens, cost_nano_usd, unpriced_calls, status,
-    -- `incomplete` is judged when read (at as_of, the request's second, bound rather than read
-    -- from the clock so that one second's requests share an answer): an open session that otherwise
-    -- looks healthy and has had no span for the configured time (docs/health-tags.md).
-    if(status = 'open' AND health_tag IN ('success', 'success_with_fallback')
+# `incomplete` is judged when read (at as_of, the request's second, bound rather than read from
+# the clock so that one second's requests share an answer): an open session that otherwise looks
+# healthy and has had no span for the configured time (docs/health-tags.md).
+JUDGED_TAG = """if(status = 'open' AND health_tag IN ('success', 'success_with_fallback')
        AND last_at < fromUnixTimestamp64Micro({as_of:Int64}, 'UTC') - toIntervalSecond({incomplete_after:UInt64}),
        'incomplete', health_tag) AS tag"""
+SESSION_FIELDS = """session_id, version, first_at, last_at, duration_ms, spans, llm_calls, tool_calls,
+    failed_calls, errors, agents, servers, models, input_tokens, output_tokens, cache_read_tokens,
+    cache_creation_tokens, thinking_tokens, cost_nano_usd, unpriced_calls, status, """ + JUDGED_TAG
 
 
 def judged_now(incomplete_after: float) -> dict[str, int]:
