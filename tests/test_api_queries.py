@@ -340,6 +340,9 @@ async def test_a_trace_shows_exactly_what_the_columns_hold(api, seeded, store):
                  "cache_creation_tokens", "thinking_tokens", "cost_nano_usd", "unpriced_calls", "status"):
         assert found[name] == session[name], name
     assert _at(found["first_at"]) == session["first_at"].replace(tzinfo=UTC)
+    listed = next(item for item in (await api.get("/api/agents/sessions", params={"hours": 48, "limit": 1000})).json()["items"]
+                  if item["session_id"] == session_id)
+    assert listed == {name: value for name, value in found.items() if name in listed}
     cells = store.query_sync(f"SELECT * FROM session_costs FINAL {where} ORDER BY hour, model_id, agent_name, server_name", key)
     assert [{**cell, "hour": _at(cell["hour"])} for cell in found["costs"]] == [
         {name: cell[name].replace(tzinfo=UTC) if name == "hour" else cell[name] for name in found["costs"][0]}
