@@ -347,3 +347,35 @@ async def test_a_trace_shows_exactly_what_the_columns_hold(api, seeded, store):
     assert [{**cell, "hour": _at(cell["hour"])} for cell in found["costs"]] == [
         {name: cell[name].replace(tzinfo=UTC) if name == "hour" else cell[name] for name in found["costs"][0]}
         for cell in cells]
+
+
+async def test_a_session_larger_than_a_page_is_read_page_by_page_in_order(settings, store):
+    """Up to SPANSTREAM_TRACE_PAGE_MAX_SPANS a session is read whole; past it the first page comes
+    from ClickHouse in start order and the tree's shape from every span's parent."""
+    project_id, key = await _project(settings.postgres_dsn)  # its own: the other tests count seeded's sessions
+    book = await load_price_book(settings.postgres_dsn, settings.unknown_model_usd_per_call)
+    t0 = NOW - timedelta(minutes=5)
+    root = Span(project_id=project_id, session_id="wide-1", span_id="root", span_type="agent",
+                started_at=t0, ended_at=t0 + timedelta(seconds=60), agent_name="planner")
+    calls = [Span(project_id=project_id, session_id="wide-1", span_id=f"call-{i:02d}", parent_span_id="root",
+                  span_type="tool_call", server_name="docs-mcp", tool_name="search", agent_name="planner",
+                  started_at=t0 + timedelta(seconds=30 - i), ended_at=t0 + timedelta(seconds=31 - i))
+             for i in range(24)]
+    write_sessions(store, [[*calls, root]], book)
+    app = create_app(settings.model_copy(update={"trace_page_max_spans": 10}), store)
+    async with app.router.lifespan_context(app):
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://spanstream",
+                                     headers={"X-API-Key": key}) as client:
+            walked, cursor = [], None
+            while True:
+                page = (await client.get("/api/agents/sessions/wide-1",
+                                         params={"cursor": cursor} if cursor else {})).json()
+                assert len(page["trace"]) <= 10
+                if not walked:
+                    assert page["trace"][0]["span_id"] == "root"
+                    assert len(page["trace"][0]["children"]) == 24  # the whole tree, not this page's
+                walked += [node["span_id"] for node in page["trace"]]
+                cursor = page["next_cursor"]
+                if cursor is None:
+                    break
+    assert walked == ["root"] + [f"call-{i:02d}" for i in reversed(range(24))]
