@@ -316,3 +316,66 @@ async def test_an_endpoint_whose_query_hits_the_time_cap_answers_504(settings, s
                 response = await client.get(path, params={"hours": 720} if path != "/api/agents/sessions/tree-1" else {})
                 assert response.status_code == 504, (path, response.text)
                 assert "narrow the time window" in response.json()["detail"]
+
+
+async def test_a_trace_shows_exactly_what_the_columns_hold(api, seeded, store):
+    """The trace reads each row packed in one column (migrations/clickhouse/0011); every field it
+    shows must equal the table's own column, for the session, its cost cells and its spans."""
+    session_id = max(seeded["sessions"][:SESSIONS], key=len)[0].session_id
+    found = (await api.get(f"/api/agents/sessions/{session_id}")).json()
+    key = {"project_id": seeded["project"], "session_id": session_id}
+    where = "WHERE project_id = {project_id:String} AND session_id = {session_id:String}"
+    spans = store.query_sync(f"SELECT * FROM spans FINAL {where} ORDER BY started_at, span_id", key)
+    assert len(found["trace"]) == len(spans) > 3
+    for shown, stored in zip(found["trace"], spans, strict=True):
+        for name, value in shown.items():
+            if name in stored:
+                expected = stored[name]
+                if isinstance(expected, datetime):
+                    expected = expected.replace(tzinfo=UTC).isoformat().replace("+00:00", "Z")
+                assert value == expected, (name, value, expected)
+    session = store.query_sync(f"SELECT * FROM sessions FINAL {where}", key)[0]
+    for name in ("version", "duration_ms", "spans", "llm_calls", "tool_calls", "failed_calls", "errors",
+                 "agents", "servers", "models", "input_tokens", "output_tokens", "cache_read_tokens",
+                 "cache_creation_tokens", "thinking_tokens", "cost_nano_usd", "unpriced_calls", "status"):
+        assert found[name] == session[name], name
+    assert _at(found["first_at"]) == session["first_at"].replace(tzinfo=UTC)
+    listed = next(item for item in (await api.get("/api/agents/sessions", params={"hours": 48, "limit": 1000})).json()["items"]
+                  if item["session_id"] == session_id)
+    assert listed == {name: value for name, value in found.items() if name in listed}
+    cells = store.query_sync(f"SELECT * FROM session_costs FINAL {where} ORDER BY hour, model_id, agent_name, server_name", key)
+    assert [{**cell, "hour": _at(cell["hour"])} for cell in found["costs"]] == [
+        {name: cell[name].replace(tzinfo=UTC) if name == "hour" else cell[name] for name in found["costs"][0]}
+        for cell in cells]
+
+
+async def test_a_session_larger_than_a_page_is_read_page_by_page_in_order(settings, store):
+    """Up to SPANSTREAM_TRACE_PAGE_MAX_SPANS a session is read whole; past it the first page comes
+    from ClickHouse in start order and the tree's shape from every span's parent."""
+    project_id, key = await _project(settings.postgres_dsn)  # its own: the other tests count seeded's sessions
+    book = await load_price_book(settings.postgres_dsn, settings.unknown_model_usd_per_call)
+    t0 = NOW - timedelta(minutes=5)
+    root = Span(project_id=project_id, session_id="wide-1", span_id="root", span_type="agent",
+                started_at=t0, ended_at=t0 + timedelta(seconds=60), agent_name="planner")
+    calls = [Span(project_id=project_id, session_id="wide-1", span_id=f"call-{i:02d}", parent_span_id="root",
+                  span_type="tool_call", server_name="docs-mcp", tool_name="search", agent_name="planner",
+                  started_at=t0 + timedelta(seconds=30 - i), ended_at=t0 + timedelta(seconds=31 - i))
+             for i in range(24)]
+    write_sessions(store, [[*calls, root]], book)
+    app = create_app(settings.model_copy(update={"trace_page_max_spans": 10}), store)
+    async with app.router.lifespan_context(app):
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://spanstream",
+                                     headers={"X-API-Key": key}) as client:
+            walked, cursor = [], None
+            while True:
+                page = (await client.get("/api/agents/sessions/wide-1",
+                                         params={"cursor": cursor} if cursor else {})).json()
+                assert len(page["trace"]) <= 10
+                if not walked:
+                    assert page["trace"][0]["span_id"] == "root"
+                    assert len(page["trace"][0]["children"]) == 24  # the whole tree, not this page's
+                walked += [node["span_id"] for node in page["trace"]]
+                cursor = page["next_cursor"]
+                if cursor is None:
+                    break
+    assert walked == ["root"] + [f"call-{i:02d}" for i in reversed(range(24))]

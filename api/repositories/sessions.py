@@ -3,21 +3,21 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC
 from typing import Any
 
 from api.reader import CappedReader
+from api.repositories.packed_rows import SESSION_ROW, unpack
 from api.window import TimeWindow, micros, request_time
 
-SESSION_FIELDS = """session_id, version, first_at, last_at, duration_ms, spans, llm_calls, tool_calls,
-    failed_calls, errors, agents, servers, models, input_tokens, output_tokens, cache_read_tokens,
-    cache_creation_tokens, thinking_tokens, cost_nano_usd, unpriced_calls, status,
-    -- `incomplete` is judged when read (at as_of, the request's second, bound rather than read
-    -- from the clock so that one second's requests share an answer): an open session that otherwise
-    -- looks healthy and has had no span for the configured time (docs/health-tags.md).
-    if(status = 'open' AND health_tag IN ('success', 'success_with_fallback')
+# `incomplete` is judged when read (at as_of, the request's second, bound rather than read from
+# the clock so that one second's requests share an answer): an open session that otherwise looks
+# healthy and has had no span for the configured time (docs/health-tags.md).
+JUDGED_TAG = """if(status = 'open' AND health_tag IN ('success', 'success_with_fallback')
        AND last_at < fromUnixTimestamp64Micro({as_of:Int64}, 'UTC') - toIntervalSecond({incomplete_after:UInt64}),
        'incomplete', health_tag) AS tag"""
+# A listed session: its packed row (one column to read per row on the page, not twenty-one) and
+# its tag as judged now.
+SESSION_FIELDS = "trace_row, " + JUDGED_TAG
 
 
 def judged_now(incomplete_after: float) -> dict[str, int]:
@@ -37,21 +37,9 @@ SORTS = {
 _TIME_SORTS = ("last_at", "first_at")
 
 
-def _utc(row: dict[str, Any], *names: str) -> dict[str, Any]:
-    # The driver returns naive datetimes for DateTime64(.., 'UTC') columns.
-    for name in names:
-        row[name] = row[name].replace(tzinfo=UTC)
-    return row
-
-
-def _tagged(row: dict[str, Any]) -> dict[str, Any]:
-    row["health_tag"] = row.pop("tag")
-    return row
-
-
 def session_out(row: dict[str, Any]) -> dict[str, Any]:
     """A row of SESSION_FIELDS as the API shows it."""
-    return _tagged(_utc(row, "first_at", "last_at"))
+    return {**unpack(row["trace_row"], SESSION_ROW), "health_tag": row["tag"]}
 
 
 @dataclass(frozen=True)

@@ -3,57 +3,63 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC
 from typing import Any
 
 from api.reader import CappedReader
-from api.repositories.sessions import SESSION_FIELDS, judged_now, session_out
+from api.repositories.packed_rows import COST_ROW, SESSION_ROW, SPAN_ROW, unpack
+from api.repositories.sessions import JUDGED_TAG, judged_now
 
-# Everything the trace shows of a span; the payloads (arguments, results, prompts) stay out of
-# the trace so that a page costs what its timing rows cost.
-_SPAN_FIELDS = """span_id, parent_span_id, trace_id, span_type, name, agent_name, target_agent_name,
-    server_name, tool_name, model_id, status, error, started_at, ended_at, latency_ms, input_tokens,
-    output_tokens, cache_read_tokens, cache_creation_tokens, thinking_tokens, finish_reason"""
-_COST_NAMES = ["hour", "model_id", "agent_name", "server_name", "calls", "input_tokens", "output_tokens",
-               "cache_read_tokens", "cache_creation_tokens", "thinking_tokens", "cost_nano_usd"]
 _SESSION = "project_id = {project_id:String} AND session_id = {session_id:String}"
 _KEYSET = "AND (started_at, span_id) > (fromUnixTimestamp64Micro({after_at:Int64}, 'UTC'), {after_id:String})"
 
 
 async def session_trace(
-    reader: CappedReader, project_id: str, session_id: str, incomplete_after: float, after: list | None, limit: int
-) -> tuple[dict[str, Any], list[dict[str, Any]]] | None:
-    """The session with its cost cells, and up to `limit` of its spans ordered by (started_at,
-    span_id) after the keyset `after` ([started_at in µs, span id]); None if there is no such
-    session. Three point lookups at once: the store reads on several connections, so the trace
-    waits for the slowest of them, not for their sum (each is mostly ClickHouse's per-query
-    planning, ~5-10 ms here, whatever the granule size)."""
+    reader: CappedReader, project_id: str, session_id: str, incomplete_after: float, after: list | None, limit: int,
+    whole_up_to: int,
+) -> tuple[dict[str, Any], list[dict[str, Any]], bool] | None:
+    """The session with its cost cells, its spans ordered by (started_at, span_id), and whether
+    those are all of its spans; None if there is no such session. On the first page (`after`
+    None) a session of at most `whole_up_to` spans comes whole; otherwise up to `limit` spans
+    after the keyset `after` ([started_at in µs, span id]).
+
+    Three point lookups at once: the store reads on several connections, so the trace waits for
+    the slowest of them, not for their sum. Each reads the packed `trace_row` rather than the
+    columns (chdb's cost of a lookup grows by ~0.35 ms per column read), and the first page is
+    read unordered and sorted here: ClickHouse's sort needs two more columns read."""
     key = {"project_id": project_id, "session_id": session_id}
+    if after is None:
+        spans_read = reader.rows(f"SELECT trace_row FROM spans FINAL WHERE {_SESSION} LIMIT {{limit:UInt32}}",
+                                 {**key, "limit": whole_up_to + 1}, point_lookup=True)
+    else:
+        spans_read = _page(reader, key, after, limit)
+    rows, cells, spans = await asyncio.gather(
+        reader.rows(f"SELECT trace_row, {JUDGED_TAG} FROM sessions FINAL WHERE {_SESSION}",
+                    {**key, **judged_now(incomplete_after)}, point_lookup=True),
+        reader.rows(f"SELECT trace_row FROM session_costs FINAL WHERE {_SESSION}", key, point_lookup=True),
+        spans_read,
+    )
+    if not rows:
+        return None
+    session = {**unpack(rows[0]["trace_row"], SESSION_ROW), "health_tag": rows[0]["tag"]}
+    costs = sorted((unpack(cell["trace_row"], COST_ROW) for cell in cells),
+                   key=lambda c: (c["hour"], c["model_id"], c["agent_name"], c["server_name"]))
+    whole = after is None and len(spans) <= whole_up_to
+    if after is None and not whole:  # too large to read whole: its first page, in ClickHouse's order
+        spans = await _page(reader, key, None, limit)
+    trace = [unpack(span["trace_row"], SPAN_ROW) for span in spans]
+    if whole:
+        trace.sort(key=lambda span: (span["started_at"], span["span_id"]))
+    return {**session, "costs": costs}, trace, whole
+
+
+async def _page(reader: CappedReader, key: dict[str, str], after: list | None, limit: int) -> list[dict[str, Any]]:
     parameters: dict[str, Any] = {**key, "limit": limit}
     keyset = ""
     if after is not None:
         keyset = _KEYSET
         parameters.update(after_at=after[0], after_id=after[1])
-    rows, cells, spans = await asyncio.gather(
-        reader.rows(f"SELECT {SESSION_FIELDS} FROM sessions FINAL WHERE {_SESSION}",
-                    {**key, **judged_now(incomplete_after)}, point_lookup=True),
-        reader.rows(f"SELECT {', '.join(_COST_NAMES)} FROM session_costs FINAL WHERE {_SESSION}", key,
-                    point_lookup=True),
-        reader.rows(f"""SELECT {_SPAN_FIELDS} FROM spans FINAL WHERE {_SESSION} {keyset}
-                        ORDER BY started_at, span_id LIMIT {{limit:UInt32}}""", parameters, point_lookup=True),
-    )
-    if not rows:
-        return None
-    row = rows[0]
-    costs = sorted(cells, key=lambda c: (c["hour"], c["model_id"], c["agent_name"], c["server_name"]))
-    for cell in costs:
-        cell["hour"] = cell["hour"].replace(tzinfo=UTC)
-    for span in spans:
-        # The driver returns naive datetimes for DateTime64(.., 'UTC') columns.
-        span["started_at"] = span["started_at"].replace(tzinfo=UTC)
-        span["ended_at"] = span["ended_at"].replace(tzinfo=UTC)
-    spans.sort(key=lambda span: (span["started_at"], span["span_id"]))
-    return {**session_out(row), "costs": costs}, spans
+    return await reader.rows(f"""SELECT trace_row FROM spans FINAL WHERE {_SESSION} {keyset}
+                                 ORDER BY started_at, span_id LIMIT {{limit:UInt32}}""", parameters, point_lookup=True)
 
 
 async def span_parents(reader: CappedReader, project_id: str, session_id: str) -> dict[str, str]:

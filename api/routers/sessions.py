@@ -155,12 +155,14 @@ async def session(
     ordering = f"trace:{session_id}"
     after = _after(cursor, ordering, int)
     project_id = str(project.id)
-    traced = await session_trace(reader, project_id, session_id, settings.incomplete_after_seconds, after, limit + 1)
+    traced = await session_trace(reader, project_id, session_id, settings.incomplete_after_seconds, after, limit + 1,
+                                 whole_up_to=settings.trace_page_max_spans)
     if traced is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no session {session_id!r} in this project")
-    found, rows = traced
-    if after is None and len(rows) <= limit:  # the whole session is on this page: its shape is too
+    found, rows, whole = traced
+    if whole:  # every span of the session was read: its shape is known, and this page is its start
         parents = {row["span_id"]: row["parent_span_id"] for row in rows}
+        rows = rows[:limit + 1]
     else:
         parents = await span_parents(reader, project_id, session_id)
     places = tree_places(parents)
