@@ -347,6 +347,10 @@ async def bench(args: argparse.Namespace) -> int:
         # The figure that compares across runs on a machine other work shares: what each delivery
         # (one event to one client) cost, in CPU microseconds.
         deliveries = sum(counts)
+        sends = stats.get("sends") if isinstance(stats, dict) else None
+        if sends:
+            print(f"server sends {sends:,} ({sends / elapsed / max(1, len(counts)):.1f} a second per client): "
+                  f"{server_cpu * elapsed / sends * 1e6:.1f} CPU-µs per send in the server")
         if deliveries:
             per = {name: cpu * elapsed / deliveries * 1e6 for name, cpu in
                    (("server", server_cpu), ("broker", broker_cpu), ("clients", clients_cpu))}

@@ -45,6 +45,7 @@ class LiveFeedStats:
     messages_read: int = 0  # messages fetched from Kafka, for anyone or no one
     events_read: int = 0  # events the reader found for a connected project
     events_sent: int = 0  # events handed to clients (one per client)
+    sends: int = 0  # writes of events to clients: the feed's cost grows with these, not with events
     events_dropped: int = 0  # oldest events dropped from a slow client's full buffer
     events_resent: int = 0  # events read back for clients resuming with Last-Event-ID
     records_unreadable: int = 0
@@ -92,6 +93,7 @@ class LiveClient:
         self.filter = live_filter
         self.codes = live_filter.codes  # the topics its ids name
         self.dropped = 0
+        self.gone = False  # the client went away: its stream ends at the next wake
         self.start: Position | None = None  # the feed's position when this client joined
         self.last_sent = time.monotonic()
         self._capacity = buffer
@@ -126,6 +128,10 @@ class LiveClient:
                 self._buffer[0] = Chunk(kept, b"".join(event.frames[self.codes] for event in kept))
                 count = 0
 
+    def went_away(self) -> None:
+        self.gone = True
+        self.wake()
+
     def wake(self) -> None:
         waiter = self._waiter
         if waiter is not None and not waiter.done():
@@ -143,6 +149,7 @@ class LiveClient:
         chunks = list(self._buffer)
         self._buffer.clear()
         self._stats.events_sent += self._buffered
+        self._stats.sends += bool(chunks)
         self._buffered = 0
         self.last_sent = time.monotonic()
         return chunks
