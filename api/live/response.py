@@ -5,10 +5,12 @@ second: ten thousand sends a second on one event loop)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
+
+from api.live.feed import LiveClient
 
 
 def _server_send(receive: Receive) -> Send | None:
@@ -26,20 +28,23 @@ class LiveStreamResponse(Response):
     middleware (metrics note its status, error handlers that it started); the body chunks go
     to the server's `send` directly: the three middleware layers and Starlette's streaming
     task around each chunk were a quarter of the event loop's time per send, and none of them
-    does anything with a body chunk. A client going away ends the stream at once (`on_gone`)."""
+    does anything with a body chunk. A client going away ends the stream at once."""
 
     media_type = "text/event-stream"
 
-    def __init__(self, body: AsyncIterator[bytes], on_gone: Callable[[], None], headers: dict[str, str]) -> None:
+    def __init__(self, body: AsyncIterator[bytes], client: LiveClient, headers: dict[str, str]) -> None:
         # Not Response.__init__, which would render an empty body and announce its length.
         self.status_code = 200
         self.background = None
         self.init_headers(headers)
         self._chunks = body
-        self._on_gone = on_gone
+        self._client = client
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         send_body = _server_send(receive) or send
+        client = self._client
+        # The feed writes the client's events itself once the stream is live (LiveClient.push).
+        client.writer = lambda data: send_body({"type": "http.response.body", "body": data, "more_body": True})
         watch = asyncio.ensure_future(self._watch(receive))
         try:
             # The response starts with the stream's first bytes, which come once the client has
@@ -51,7 +56,11 @@ class LiveStreamResponse(Response):
             if first is not None:
                 await send_body({"type": "http.response.body", "body": first, "more_body": True})
             async for chunk in self._chunks:
-                await send_body({"type": "http.response.body", "body": chunk, "more_body": True})
+                client.sending = True
+                try:
+                    await send_body({"type": "http.response.body", "body": chunk, "more_body": True})
+                finally:
+                    client.sending = False
                 if watch.done():
                     break
         finally:
@@ -62,4 +71,4 @@ class LiveStreamResponse(Response):
     async def _watch(self, receive: Receive) -> None:
         while (await receive())["type"] != "http.disconnect":
             pass
-        self._on_gone()
+        self._client.went_away()

@@ -78,7 +78,7 @@ async def live_events(
     # FastAPI's own SSE encoding (yielding ServerSentEvent) builds a model and makes one write
     # per event per client; with a thousand clients at a thousand events a second that is a
     # million of each. Each frame is encoded once by the feed and a client's batch is one write.
-    return LiveStreamResponse(_stream(feed, client, resume, keepalive), client.went_away,
+    return LiveStreamResponse(_stream(feed, client, resume, keepalive), client,
                               headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
 
@@ -102,6 +102,8 @@ async def _stream(feed: LiveFeed, client: LiveClient, resume: Position | None, k
                     yield chunk
             floor = None if start.covers(resume) else resume
         while not feed.ending and not client.gone:
+            if floor is None:
+                client.write_directly()
             chunks = await client.take()
             if feed.ending or client.gone:
                 return
