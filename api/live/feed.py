@@ -5,7 +5,7 @@ group, nothing committed), so any number of API processes each serve every event
 Redis between them. The reader runs on a thread (confluent-kafka) and hands the event loop one
 batch per `live_flush_seconds` (further apart with many clients: WRITES_PER_SECOND); clients
 with equal filters share a channel, so the work per event does not grow with the number of
-clients, and each client's task wakes once per batch.
+clients, and each client gets one write per batch, made by the fan-out itself.
 """
 
 from __future__ import annotations
@@ -30,10 +30,11 @@ from spanstream.settings import Settings
 log = logging.getLogger(__name__)
 
 # Each batch costs one write to every client, ~40 CPU-µs each in this process at 1,000 clients
-# (a send through uvicorn, most of it the kernel's loopback TCP) and as much in the client. The reader hands batches
-# no more often than keeps the writes under this rate: `live_flush_seconds` apart up to 500
-# clients, 0.1 s at 1,000. At 1,000 clients a 0.05 s flush spent half a core on writes, and
-# the machine's queueing cost more latency than the longer wait.
+# (a send through uvicorn, most of it the kernel's loopback TCP) and as much in the client. The
+# reader hands batches no more often than keeps the writes under this rate: `live_flush_seconds`
+# apart up to 500 clients, 0.1 s at 1,000. At 1,000 clients a 0.05 s flush left the event loop
+# short of CPU on two shared cores, which cost more latency than the longer wait (p99 1.9-2.5 s
+# against 1.4 s at 0.1 s, docs/benchmarks.md).
 WRITES_PER_SECOND = 10_000
 
 
@@ -516,7 +517,6 @@ class LiveFeed:
             pass
         finally:
             consumer.close()
-
 
     def batch_interval(self) -> float:
         """How far apart batches are handed to the clients (WRITES_PER_SECOND)."""
