@@ -26,8 +26,10 @@ import asyncpg
 import httpx
 from confluent_kafka import OFFSET_END, Consumer, TopicPartition
 
+from api.live.feed import consumer_config, reader_fetch_config
 from api.repositories.projects import create_api_key, ensure_project
 from loadtests.bench_http_ingest import _spanstream_command, process_usage
+from loadtests.bench_pipeline import _broker_pid, _cpu_of, _machine_jiffies
 from schemas.span import Span, encode_span
 from spanstream.kafka import delete_topics, ensure_topics
 from spanstream.migrate import migrate_postgres
@@ -133,7 +135,8 @@ def client_process(count: int, host: str, port: int, key: str, pipe, stop) -> No
 
 def produce(settings: Settings, project_id: str, rate: float, seconds: float, produced: list[int], done: threading.Event) -> None:
     """R single-span messages a second, spread over the partitions, each carrying its produce time."""
-    producer = make_producer(settings, **{"linger.ms": 1})
+    # The project's own producer settings (linger 5 ms), as SpanPublisher sends every span.
+    producer = make_producer(settings)
     started = time.monotonic()
     sent = 0
     while time.monotonic() - started < seconds:
@@ -153,10 +156,10 @@ def produce(settings: Settings, project_id: str, rate: float, seconds: float, pr
 
 
 def kafka_baseline(settings: Settings, latencies: list[float], done: threading.Event) -> None:
-    """Produce-to-consumer latency of a plain consumer beside the API, on the same broker: the
-    part of the figure that is Kafka's (and this machine's), not the feed's."""
-    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": f"bench-live-{uuid.uuid4().hex}",
-                         "enable.auto.commit": False, "fetch.wait.max.ms": 20})
+    """Produce-to-consumer latency of a plain consumer beside the API, on the same broker and
+    fetching as the feed's reader does (held for a flush interval): the part of the figure that
+    is Kafka's (and this machine's), not the fan-out's."""
+    consumer = Consumer(consumer_config(settings, **reader_fetch_config(settings)))
     partitions = consumer.list_topics(settings.spans_topic, timeout=10).topics[settings.spans_topic].partitions
     consumer.assign([TopicPartition(settings.spans_topic, p, OFFSET_END) for p in partitions])
     while not done.is_set():
@@ -182,6 +185,21 @@ def _histogram_percentile(histogram: list[int], p: float) -> str:
         if seen >= rank:
             return f"{bucket:,}" + ("+" if bucket == HISTOGRAM_MS - 1 else "")
     raise AssertionError("unreachable")
+
+
+def thread_cpu(pid: int) -> dict[str, float]:
+    """CPU seconds of each thread of `pid` by its kernel name (librdkafka names its threads;
+    Python threads carry the process's name), threads of the same name summed."""
+    seconds: dict[str, float] = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            name, fields = (task / "stat").read_text().rsplit(")", 1)
+        except OSError:
+            continue
+        name = f"{name.split('(', 1)[1]}" + ("" if task.name != str(pid) else " (main)")
+        fields = fields.split()
+        seconds[name] = seconds.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return seconds
 
 
 class _BenchCpu:
@@ -264,6 +282,9 @@ async def bench(args: argparse.Namespace) -> int:
         started = time.monotonic()
         rss: list[tuple[float, int, float]] = []
         cpu_start = process_usage(server.pid).cpu_s
+        threads_start = thread_cpu(server.pid)
+        broker_pid = _broker_pid()
+        broker_start, machine_start = _cpu_of(broker_pid), _machine_jiffies()
         last_cpu, last_at = cpu_start, started
         async with httpx.AsyncClient(timeout=30, headers={"X-API-Key": key}) as http:
             while not done.is_set():
@@ -287,7 +308,11 @@ async def bench(args: argparse.Namespace) -> int:
                 stats = f"GET /api/live/stats failed: {type(error).__name__}"
         elapsed = time.monotonic() - started
         server_cpu = (process_usage(server.pid).cpu_s - cpu_start) / elapsed
+        threads = {name: (cpu - threads_start.get(name, 0.0)) / elapsed for name, cpu in thread_cpu(server.pid).items()}
         clients_cpu, harness_cpu = bench_cpu.read(elapsed)
+        broker_end, machine_end = _cpu_of(broker_pid), _machine_jiffies()
+        broker_cpu = (broker_end - broker_start) / elapsed if broker_end is not None and broker_start is not None else float("nan")
+        machine_busy = (machine_end[0] - machine_start[0]) / max(1, machine_end[1] - machine_start[1])
         stop.set()
         counts, with_errors, histogram = [], 0, [0] * HISTOGRAM_MS
         for child, pipe in children:
@@ -307,13 +332,29 @@ async def bench(args: argparse.Namespace) -> int:
               f"p50 {_histogram_percentile(histogram, 0.5)} ms, p99 {_histogram_percentile(histogram, 0.99)} ms, "
               f"max {_histogram_percentile(histogram, 1.0)} ms")
         baseline.sort()
-        print(f"Kafka alone (a plain consumer in the benchmark process, every span): p50 {percentile(baseline, 0.5) * 1000:.0f} ms, "
+        print(f"Kafka alone (a plain consumer in the benchmark process fetching as the feed does, every span): p50 {percentile(baseline, 0.5) * 1000:.0f} ms, "
               f"p99 {percentile(baseline, 0.99) * 1000:.0f} ms")
         print(f"events per client: min {counts[0]:,}, median {counts[len(counts) // 2]:,}, max {counts[-1]:,} "
               f"(of {sent:,}); clients with errors {with_errors}")
         print(f"server: {stats}")
-        print(f"CPU, in cores on average: server {server_cpu:.2f}; the benchmark's clients ({len(children)} processes) "
-              f"{clients_cpu:.2f}; the benchmark's producer and Kafka reader {harness_cpu:.2f}")
+        cores = os.cpu_count() or 1
+        others = machine_busy * cores - server_cpu - broker_cpu - clients_cpu - harness_cpu
+        print(f"CPU, in cores on average: server {server_cpu:.2f}; broker {broker_cpu:.2f}; the benchmark's clients "
+              f"({len(children)} processes) {clients_cpu:.2f}; the benchmark's producer and Kafka reader {harness_cpu:.2f}; "
+              f"everything else {others:.2f} (machine {machine_busy:.0%} busy of {cores} CPUs)")
+        print("server threads, in cores: " + ", ".join(
+            f"{name} {cpu:.2f}" for name, cpu in sorted(threads.items(), key=lambda item: -item[1]) if cpu >= 0.005))
+        # The figure that compares across runs on a machine other work shares: what each delivery
+        # (one event to one client) cost, in CPU microseconds.
+        deliveries = sum(counts)
+        sends = stats.get("sends") if isinstance(stats, dict) else None
+        if sends:
+            print(f"server sends {sends:,} ({sends / elapsed / max(1, len(counts)):.1f} a second per client): "
+                  f"{server_cpu * elapsed / sends * 1e6:.1f} CPU-µs per send in the server")
+        if deliveries:
+            per = {name: cpu * elapsed / deliveries * 1e6 for name, cpu in
+                   (("server", server_cpu), ("broker", broker_cpu), ("clients", clients_cpu))}
+            print(f"CPU per delivery ({deliveries:,} deliveries): " + ", ".join(f"{k} {v:.2f} µs" for k, v in per.items()))
         if rss:
             print(f"server RSS: first {rss[0][1] / 1024:.1f} MiB, last {rss[-1][1] / 1024:.1f} MiB, "
                   f"max {max(r[1] for r in rss) / 1024:.1f} MiB")

@@ -3,8 +3,9 @@
 Each process reads every partition itself, from its own position (assigned, never a consumer
 group, nothing committed), so any number of API processes each serve every event and need no
 Redis between them. The reader runs on a thread (confluent-kafka) and hands the event loop one
-batch per `live_flush_seconds`; clients with equal filters share a channel, so the work per
-event does not grow with the number of clients, and each client's task wakes once per batch.
+batch per `live_flush_seconds` (further apart with many clients: WRITES_PER_SECOND); clients
+with equal filters share a channel, so the work per event does not grow with the number of
+clients, and each client gets one write per batch, made by the fan-out itself.
 """
 
 from __future__ import annotations
@@ -13,8 +14,10 @@ import asyncio
 import logging
 import threading
 import time
+import types
 import uuid
 from collections import deque
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 
 from confluent_kafka import Consumer, KafkaException, TopicPartition
@@ -25,6 +28,14 @@ from spanstream.metrics import SSE_CONNECTIONS, SSE_DROPPED
 from spanstream.settings import Settings
 
 log = logging.getLogger(__name__)
+
+# Each batch costs one write to every client, ~40 CPU-µs each in this process at 1,000 clients
+# (a send through uvicorn, most of it the kernel's loopback TCP) and as much in the client. The
+# reader hands batches no more often than keeps the writes under this rate: `live_flush_seconds`
+# apart up to 500 clients, 0.1 s at 1,000. At 1,000 clients a 0.05 s flush left the event loop
+# short of CPU on two shared cores, which cost more latency than the longer wait (p99 1.9-2.5 s
+# against 1.4 s at 0.1 s, docs/benchmarks.md).
+WRITES_PER_SECOND = 10_000
 
 
 @dataclass
@@ -37,6 +48,7 @@ class LiveFeedStats:
     messages_read: int = 0  # messages fetched from Kafka, for anyone or no one
     events_read: int = 0  # events the reader found for a connected project
     events_sent: int = 0  # events handed to clients (one per client)
+    sends: int = 0  # writes of events to clients: the feed's cost grows with these, not with events
     events_dropped: int = 0  # oldest events dropped from a slow client's full buffer
     events_resent: int = 0  # events read back for clients resuming with Last-Event-ID
     records_unreadable: int = 0
@@ -59,6 +71,15 @@ def consumer_config(settings: Settings, **overrides) -> dict:
     }
 
 
+def reader_fetch_config(settings: Settings) -> dict:
+    """How the live reader fetches: the broker holds each fetch for a flush interval unless a
+    megabyte is waiting, so the fetch is the flush timer. Fetching whatever had arrived (the
+    default, a byte is enough) made a fetch per produce request, each a broker round trip: at
+    a thousand spans a second that was about a fifth of a core of the broker's, on the cores
+    the API process needs for its thousand clients."""
+    return {"fetch.wait.max.ms": max(1, round(settings.live_flush_seconds * 1000)), "fetch.min.bytes": 1 << 20}
+
+
 @dataclass(slots=True)
 class Chunk:
     """Events of one fan-out for one channel, with their frames already joined: every client of
@@ -75,6 +96,7 @@ class LiveClient:
         self.filter = live_filter
         self.codes = live_filter.codes  # the topics its ids name
         self.dropped = 0
+        self.gone = False  # the client went away: its stream ends at the next wake
         self.start: Position | None = None  # the feed's position when this client joined
         self.last_sent = time.monotonic()
         self._capacity = buffer
@@ -85,8 +107,23 @@ class LiveClient:
         self._waiter: asyncio.Future | None = None
         self._joined: asyncio.Future[Position] = asyncio.get_running_loop().create_future()
         self._stats = stats
+        # How the response writes this client's bytes (set by it), and whether the feed writes
+        # them itself (`write_directly`). Waking a thousand tasks per batch, each to make one
+        # send, was a fifth of the event loop's time; a send that does not have to wait (the
+        # client keeps up) is made right away from the fan-out instead.
+        self.writer: Callable[[bytes], Coroutine] | None = None
+        self._direct = False
+        self.sending = False  # a send is under way (the task's, or a direct one that had to wait)
+
+    def write_directly(self) -> None:
+        """From now on the feed sends what it hands this client itself (the stream has joined
+        and caught up); the buffer holds only what arrives while a send has to wait."""
+        self._direct = self.writer is not None
 
     def push(self, chunk: Chunk) -> None:
+        if self._direct and not self.sending and not self._buffer:
+            self._write(chunk)
+            return
         self._buffer.append(chunk)
         self._buffered += len(chunk.events)
         overflow = self._buffered - self._capacity
@@ -109,6 +146,37 @@ class LiveClient:
                 self._buffer[0] = Chunk(kept, b"".join(event.frames[self.codes] for event in kept))
                 count = 0
 
+    def _write(self, chunk: Chunk) -> None:
+        self._stats.events_sent += len(chunk.events)
+        self._stats.sends += 1
+        self.last_sent = time.monotonic()
+        send = self.writer(chunk.data)
+        try:
+            waiting_on = send.send(None)
+        except StopIteration:
+            return  # the usual case: written
+        except Exception:  # noqa: BLE001 - the connection cannot take it: the stream ends
+            self._direct = False
+            self.went_away()
+            return
+        # The client's connection is full (it does not keep up): the rest of this send goes on
+        # in a task, and what comes meanwhile is buffered, its oldest dropped past the buffer.
+        self.sending = True
+        asyncio.ensure_future(_finish_send(send, waiting_on)).add_done_callback(self._sent)
+
+    def _sent(self, task: asyncio.Future) -> None:
+        self.sending = False
+        if task.cancelled() or task.exception() is not None:
+            self._direct = False
+            self.went_away()
+        elif self._buffer:
+            self.wake()
+
+    def went_away(self) -> None:
+        self.gone = True
+        self._direct = False
+        self.wake()
+
     def wake(self) -> None:
         waiter = self._waiter
         if waiter is not None and not waiter.done():
@@ -126,9 +194,32 @@ class LiveClient:
         chunks = list(self._buffer)
         self._buffer.clear()
         self._stats.events_sent += self._buffered
+        self._stats.sends += bool(chunks)
         self._buffered = 0
         self.last_sent = time.monotonic()
         return chunks
+
+
+@types.coroutine
+def _continue(send: Coroutine, waiting_on):
+    """The rest of a send that was started by hand and had to wait: what `yield from` does."""
+    while True:
+        try:
+            resumed_with = yield waiting_on
+        except BaseException as error:  # noqa: BLE001 - handed on to the send, as `yield from` would
+            try:
+                waiting_on = send.throw(error)
+            except StopIteration:
+                return
+        else:
+            try:
+                waiting_on = send.send(resumed_with)
+            except StopIteration:
+                return
+
+
+async def _finish_send(send: Coroutine, waiting_on) -> None:
+    await _continue(send, waiting_on)
 
 
 @dataclass
@@ -349,7 +440,7 @@ class LiveFeed:
         self.position, self.position_id = position, position_id
 
     def _open(self) -> tuple[Consumer, PositionTracker]:
-        consumer = Consumer(consumer_config(self._settings))
+        consumer = Consumer(consumer_config(self._settings, **reader_fetch_config(self._settings)))
         try:
             return consumer, self._assign_ends(consumer)
         except KafkaException:
@@ -377,6 +468,7 @@ class LiveFeed:
         last_projects: frozenset[str] | None = None
         last_codesets: frozenset[Codes] | None = None
         reading = True  # _open assigned every partition
+        handed = time.monotonic()
         try:
             while not self._stopping.is_set():
                 if not self._project_set:
@@ -401,10 +493,11 @@ class LiveFeed:
                     self._loop.call_soon_threadsafe(
                         self._enqueue, _Batch([], frozenset(), frozenset(), tracker.position(), tracker.current_id(), 0))
                 try:
-                    messages = consumer.consume(num_messages=5000, timeout=flush)
+                    messages = self._next_batch(consumer, flush, handed + self.batch_interval())
                 except KafkaException as error:
                     log.warning("live feed: reading failed (%s); retrying", error)
                     continue
+                handed = time.monotonic()
                 self.stats.messages_read += len(messages)
                 projects, codesets = self._project_set, self._codesets
                 if not messages and projects is last_projects and codesets is last_codesets:
@@ -424,6 +517,23 @@ class LiveFeed:
             pass
         finally:
             consumer.close()
+
+    def batch_interval(self) -> float:
+        """How far apart batches are handed to the clients (WRITES_PER_SECOND)."""
+        return max(self._settings.live_flush_seconds, self.stats.clients / WRITES_PER_SECOND)
+
+    def _next_batch(self, consumer: Consumer, flush: float, not_before: float) -> list:
+        """What the next fetch brought, [] after `flush` seconds of nothing. The batch goes out
+        as soon as a fetch answers (the broker held it for a flush interval, so waiting again
+        here would add a second interval to every event's latency), but not before
+        `not_before`: each batch costs a write to every client."""
+        first = consumer.poll(flush)
+        if first is None:
+            return []
+        pause = not_before - time.monotonic()
+        if pause > 0:
+            self._stopping.wait(pause)
+        return [first, *consumer.consume(num_messages=4999, timeout=0)]
 
 
 def _end_offset(consumer: Consumer, partition: TopicPartition, attempts: int = 40) -> int:

@@ -9,7 +9,7 @@ from dataclasses import asdict
 from typing import Annotated
 
 import orjson
-from fastapi import APIRouter, Header, HTTPException, Query, Request, status
+from fastapi import APIRouter, Header, HTTPException, Query, Request, Response, status
 from fastapi.sse import EventSourceResponse
 
 from api.live.auth import LiveCaller
@@ -17,6 +17,7 @@ from api.live.events import EVENT_TYPES, LiveEvent, LiveFilter, sse_frame
 from api.live.feed import LiveClient, LiveFeed
 from api.live.positions import ALL_CODES, Codes, Position, decode_position
 from api.live.resume import missed_events
+from api.live.response import LiveStreamResponse
 
 router = APIRouter(prefix="/api/live", tags=["live"])
 
@@ -63,7 +64,7 @@ async def live_events(
     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
     resume_from: Annotated[str | None, Query(
         alias="last_event_id", description="as the Last-Event-ID header, for a page that reloads")] = None,
-) -> EventSourceResponse:
+) -> Response:
     feed: LiveFeed = request.app.state.live
     live_filter = LiveFilter(str(caller.project.id), _kinds(types), agent or None, session_id or None)
     resume = _resume(last_event_id or resume_from)
@@ -77,8 +78,8 @@ async def live_events(
     # FastAPI's own SSE encoding (yielding ServerSentEvent) builds a model and makes one write
     # per event per client; with a thousand clients at a thousand events a second that is a
     # million of each. Each frame is encoded once by the feed and a client's batch is one write.
-    return EventSourceResponse(_stream(feed, client, resume, keepalive),
-                               headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    return LiveStreamResponse(_stream(feed, client, resume, keepalive), client,
+                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
 
 async def _stream(feed: LiveFeed, client: LiveClient, resume: Position | None, keepalive: float) -> AsyncIterator[bytes]:
@@ -93,13 +94,18 @@ async def _stream(feed: LiveFeed, client: LiveClient, resume: Position | None, k
             # The browser keeps this id, so a reconnect before any event still resumes exactly.
             yield b": connected\nid: %s\n\n" % start.encode(client.codes).encode()
         else:
+            # The response starts with its first bytes (api/live/response.py): at once, even when
+            # nothing was missed; the client keeps the id it resumed from.
+            yield b": connected\n\n"
             async with aclosing(missed_events(feed, client.filter, resume, start, keepalive)) as missed:
                 async for chunk in missed:
                     yield chunk
             floor = None if start.covers(resume) else resume
-        while not feed.ending:
+        while not feed.ending and not client.gone:
+            if floor is None:
+                client.write_directly()
             chunks = await client.take()
-            if feed.ending:
+            if feed.ending or client.gone:
                 return
             if not chunks:
                 if feed.mid_batch:
