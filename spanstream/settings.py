@@ -94,7 +94,8 @@ class Settings(BaseSettings):
     # a huge session) answers 503/504 instead of starving every other caller of the one store.
     query_max_execution_seconds: float = Field(default=10.0, gt=0)
     query_max_memory_bytes: int = Field(default=1024**3, ge=16 * 1024**2)
-    # Spans of one trace page; a larger session pages through its spans with a cursor.
+    # Spans of one trace page; a larger session pages through its spans with a cursor. A session
+    # of at most this many spans is read whole for its first page.
     trace_page_max_spans: int = Field(default=5000, ge=10)
     # Caps on one analyst query through POST /api/sql (docs/analytics.md), enforced by ClickHouse.
     sql_max_execution_seconds: float = Field(default=10, gt=0, le=600)

@@ -22,6 +22,7 @@ from loadtests.generate import generate_session
 from loadtests.query_seed import write_sessions
 from schemas.span import Span
 from streams.pricing_source import load_price_book
+from tests.clickhouse_seed import seed_session
 
 pytestmark = pytest.mark.anyio
 NOW = datetime.now(UTC).replace(microsecond=0)
@@ -379,3 +380,22 @@ async def test_a_session_larger_than_a_page_is_read_page_by_page_in_order(settin
                 if cursor is None:
                     break
     assert walked == ["root"] + [f"call-{i:02d}" for i in reversed(range(24))]
+
+
+async def test_a_span_holding_bytes_that_are_not_utf8_still_shows_in_its_trace(settings, store):
+    """ClickHouse strings are bytes: a row written by another tool may hold bytes that are not
+    UTF-8. The trace shows them as U+FFFD instead of failing the whole session."""
+    project_id, key = await _project(settings.postgres_dsn)
+    seed_session(store, project_id, "bytes-1", NOW, spans=1)
+    store.command_sync(
+        """INSERT INTO spans (project_id, session_id, span_id, span_type, name, error, started_at, ended_at)
+           SELECT {p:String}, 'bytes-1', 'raw', 'tool_call', unhex('ff41'), unhex('c328'), now64(6), now64(6)""",
+        {"p": project_id})
+    app = create_app(settings, store)
+    async with app.router.lifespan_context(app):
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://spanstream",
+                                     headers={"X-API-Key": key}) as client:
+            response = await client.get("/api/agents/sessions/bytes-1")
+    assert response.status_code == 200, response.text
+    span = response.json()["trace"][0]
+    assert span["name"] == "\ufffdA" and span["error"].startswith("\ufffd")
