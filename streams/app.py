@@ -5,12 +5,13 @@ from __future__ import annotations
 import faust
 
 from spanstream.settings import Settings
+from streams.held_fetch import HeldFetchTransport
 
 
 def create_faust_app(settings: Settings, app_id: str, datadir_name: str = "faust") -> faust.App:
     """`app_id` names the consumer group and the tables' changelog topics; `datadir_name` the
     directory of this process's local table store (two processes must not share one)."""
-    return faust.App(
+    app = faust.App(
         app_id,
         broker=f"kafka://{settings.kafka_bootstrap}",
         # Tables live in RocksDB (through rocksdict) by default: a million open sessions do not
@@ -30,3 +31,6 @@ def create_faust_app(settings: Settings, app_id: str, datadir_name: str = "faust
         broker_heartbeat_interval=3.0,
         producer_acks=-1,
     )
+    # Set before anything declares a topic: the conductor takes the transport it finds then.
+    app.transport = HeldFetchTransport(app.conf.broker_consumer, app)
+    return app
