@@ -18,7 +18,7 @@ import os
 import queue
 import signal
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from multiprocessing.queues import Queue
@@ -78,26 +78,68 @@ class _Parent:
                 continue
 
 
+# (view, rows, their JSONCompactColumns body, or None when JSON cannot carry them exactly)
+Deliver = Callable[[str, list, bytes | None], None]
+
+
 class _Outbox:
-    def __init__(self, parent: _Parent, view: str, job: FoldJob) -> None:
-        self.parent, self.view, self.columns, self.chunk_rows = parent, view, COLUMNS[view], job.chunk_rows
-        self.body_dir = job.body_dir
+    def __init__(self, deliver: Deliver, view: str, chunk_rows: int) -> None:
+        self.deliver, self.view, self.columns, self.chunk_rows = deliver, view, COLUMNS[view], chunk_rows
         self.rows: list[Sequence] = []
-        self.sent = 0
 
     def send(self, at_least: int = 1) -> None:
         if len(self.rows) < at_least:
             return
-        body = encode_columns(self.columns, self.rows)
-        if body is None:
-            self.parent.put(("pyrows", self.view, self.rows))
-        else:
-            self.sent += 1
-            path = os.path.join(self.body_dir, f"{self.view}-{os.getpid()}-{self.sent}.json")
-            with open(path, "wb") as file:
-                file.write(body)
-            self.parent.put(("file", self.view, path, len(self.rows)))
-        self.rows = []
+        rows, self.rows = self.rows, []
+        self.deliver(self.view, rows, encode_columns(self.columns, rows))
+
+
+class WorkerFold:
+    """A worker's fold of its messages, apart from reading them and passing the bodies on:
+    `fold_message` for each message in offset order, then `finish`. `deliver` gets each body
+    as it is ready (loadtests/bench_fold.py runs this without Kafka)."""
+
+    def __init__(self, job: FoldJob, deliver: Deliver) -> None:
+        self.job = job
+        self.boxes = {view: _Outbox(deliver, view, job.chunk_rows) for view in COLUMNS}
+        self.states: dict[bytes, SessionState] = {}
+
+    def fold_message(self, key: bytes | None, value: bytes, partition: int, offset: int) -> int:
+        """Folds one `spans` message; returns how many spans it held (0 when it is skipped)."""
+        job, boxes, states = self.job, self.boxes, self.states
+        if job.affected is not None and key not in job.affected:
+            return 0
+        spans, _ = decode_message(value)
+        since = job.since_offsets
+        if job.write_spans and (since is None or offset >= since[partition]):
+            boxes["spans"].rows.extend(map(span_values, spans))
+        for session, group in by_session(spans).items():
+            state = states.get(session) or states.setdefault(session, SessionState(group[0].project_id,
+                                                                                    group[0].session_id))
+            step = apply_spans(state, group, job.book, job.rules, with_record=False)
+            change = step.health_change
+            if step.changed and change is not None and change["version"] == state.version:
+                boxes["session_health"].rows.append(health_row(change))
+        # Per message, not per consumer batch: a batch of 2,000 messages can take seconds to fold.
+        boxes["spans"].send(job.chunk_rows)
+        boxes["session_health"].send(job.chunk_rows)
+        return len(spans)
+
+    def finish(self) -> int:
+        """Sends what is left and every session's last record; returns the number of sessions."""
+        boxes = self.boxes
+        # The last spans first: the parent inserts them while the session rows are built.
+        boxes["spans"].send()
+        boxes["session_health"].send()
+        for state in self.states.values():
+            record = session_record(state, state.health_tag)
+            boxes["sessions"].rows.append(session_row(record))
+            boxes["session_costs"].rows.extend(cost_values(record))
+            for view in ("sessions", "session_costs"):
+                boxes[view].send(self.job.chunk_rows)
+        for box in boxes.values():
+            box.send()
+        return len(self.states)
 
 
 def fold_partitions(jobs: Connection, out: Queue) -> None:
@@ -116,29 +158,26 @@ def fold_partitions(jobs: Connection, out: Queue) -> None:
     # found nothing to free, and walking them again and again took a sixth of the worker's time
     # at the default thresholds (still 3% at 50,000 allocations a collection).
     gc.disable()
-    boxes = {view: _Outbox(parent, view, job) for view in COLUMNS}
-    states: dict[bytes, SessionState] = {}
+    sent = 0
+
+    def deliver(view: str, rows: list, body: bytes | None) -> None:
+        nonlocal sent
+        if body is None:
+            parent.put(("pyrows", view, rows))
+            return
+        sent += 1
+        path = os.path.join(job.body_dir, f"{view}-{os.getpid()}-{sent}.json")
+        with open(path, "wb") as file:
+            file.write(body)
+        parent.put(("file", view, path, len(rows)))
+
+    folder = WorkerFold(job, deliver)
     counts = [0, 0]  # messages, spans since the last progress item
     last_progress = time.monotonic()
 
     def fold_message(message: Message) -> None:
         counts[0] += 1
-        if job.affected is not None and message.key() not in job.affected:
-            return
-        spans, _ = decode_message(message.value())
-        counts[1] += len(spans)
-        since = job.since_offsets
-        if job.write_spans and (since is None or message.offset() >= since[message.partition()]):
-            boxes["spans"].rows.extend(map(span_values, spans))
-        for key, group in by_session(spans).items():
-            state = states.get(key) or states.setdefault(key, SessionState(group[0].project_id, group[0].session_id))
-            step = apply_spans(state, group, job.book, job.rules, with_record=False)
-            change = step.health_change
-            if step.changed and change is not None and change["version"] == state.version:
-                boxes["session_health"].rows.append(health_row(change))
-        # Per message, not per consumer batch: a batch of 2,000 messages can take seconds to fold.
-        boxes["spans"].send(job.chunk_rows)
-        boxes["session_health"].send(job.chunk_rows)
+        counts[1] += folder.fold_message(message.key(), message.value(), message.partition(), message.offset())
         if time.monotonic() - last_progress >= PROGRESS_SECONDS:
             report_progress()
 
@@ -153,16 +192,6 @@ def fold_partitions(jobs: Connection, out: Queue) -> None:
         scan(consumer, job.topic, job.starts, job.ends, fold_message)
     finally:
         consumer.close()
-    # The last spans first: the parent inserts them while the session rows are built.
-    boxes["spans"].send()
-    boxes["session_health"].send()
-    for state in states.values():
-        record = session_record(state, state.health_tag)
-        boxes["sessions"].rows.append(session_row(record))
-        boxes["session_costs"].rows.extend(cost_values(record))
-        for view in ("sessions", "session_costs"):
-            boxes[view].send(job.chunk_rows)
-    for box in boxes.values():
-        box.send()
+    sessions = folder.finish()
     report_progress()
-    parent.put(("done", len(states)))
+    parent.put(("done", sessions))

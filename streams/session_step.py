@@ -13,7 +13,7 @@ from typing import Any
 from schemas.span import Span
 from streams.health import HealthRules, health_tag
 from streams.pricing import PriceBook
-from streams.sessions import SessionState, fold, from_us, session_record
+from streams.sessions import SessionState, fold_all, from_us, session_record
 
 
 @dataclass(frozen=True)
@@ -44,10 +44,7 @@ def apply_spans(
     seen before (a redelivery after a crash), it returns the latest record and health change
     again, unchanged: the crash may have come after the table's changelog write but before
     these were sent, and sending them twice is harmless since every store keeps one per version."""
-    changed = False
-    for span in spans:
-        price = book.price_span(span)
-        changed |= fold(state, span, price.nano_usd, price.priced)
+    changed = fold_all(state, spans, book.price_span)
     if changed:
         tag = health_tag(state, rules)
         if tag != state.health_tag:

@@ -12,7 +12,8 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, NamedTuple
+from collections.abc import Callable, Iterable
+from typing import Any, NamedTuple, Protocol
 
 from schemas.span import TOKEN_FIELDS, Span
 
@@ -145,6 +146,122 @@ def fold(state: SessionState, span: Span, cost_nano_usd: int = 0, priced: bool =
     cell[6] += cost_nano_usd
     state.version += 1
     return True
+
+
+class Priced(Protocol):
+    nano_usd: int
+    priced: bool
+
+
+def fold_all(state: SessionState, spans: Iterable[Span], price: Callable[[Span], Priced]) -> bool:
+    """`fold` of each span in turn, each new one priced by `price`: the very state that loop
+    gives (tests/test_streams_sessions.py holds the two equal), at about half its cost. It is
+    the fold's hot path (streams.session_step.apply_spans): the counters stay in locals for
+    the whole run instead of an attribute write each per span."""
+    ids, history = state.span_ids, state.tool_history
+    agents, servers, models = state.agents, state.servers, state.models
+    agent_usage, costs = state.agent_usage, state.costs
+    first, last = state.first_us, state.last_us
+    added = llm = tools = failed = errors = timeouts = prevented = unpriced = 0
+    t_in = t_out = t_read = t_write = t_think = cost = 0
+    drift, root_ended = state.schema_drift, state.root_ended
+    blake2b, epoch, one_us, hour_us = hashlib.blake2b, _EPOCH, _ONE_US, _HOUR_US
+    try:
+        for span in spans:
+            f = span.__dict__
+            span_id = f["span_id"]
+            if span_id in ids:
+                continue
+            charge = price(span)
+            ids.add(span_id)
+            added += 1
+            nano = charge.nano_usd
+            cost += nano
+            if not charge.priced:
+                unpriced += 1
+            started = (f["started_at"] - epoch) // one_us
+            ended_at = f["ended_at"]
+            ended = started if ended_at is None else (ended_at - epoch) // one_us
+            if first is None or started < first:
+                first = started
+            if last is None or ended > last:
+                last = ended
+            status, kind = f["status"], f["span_type"]
+            server, agent, model = f["server_name"], f["agent_name"], f["model_id"]
+            if status != "success":
+                if status == "error":
+                    errors += 1
+                elif status == "timeout":
+                    timeouts += 1
+                elif status == "prevented":
+                    prevented += 1
+            if kind == "llm":
+                llm += 1
+            elif kind == "tool_call":
+                tools += 1
+                bad = status in FAILED
+                failed += bad
+                arguments = f["input_args"] or ""
+                history.append(ToolCall(started, span_id, f"{server or ''}/{f['tool_name'] or f['name']}",
+                                        blake2b(arguments.encode(), digest_size=8).hexdigest(), bad))
+            elif kind == "agent" and f["parent_span_id"] is None and ended_at is not None:
+                root_ended = True
+            attributes = f["attributes"]
+            if attributes and attributes.get("schema_drift"):
+                drift = True
+            if agent:
+                agents.add(agent)
+            if server:
+                servers.add(server)
+            if model:
+                models.add(model)
+            i, o, r, w, t = (f["input_tokens"], f["output_tokens"], f["cache_read_tokens"],
+                             f["cache_creation_tokens"], f["thinking_tokens"])
+            t_in += i
+            t_out += o
+            t_read += r
+            t_write += w
+            t_think += t
+            if agent:
+                usage = agent_usage.get(agent)
+                if usage is None:
+                    usage = agent_usage[agent] = [0, 0]
+                usage[0] += i + o
+                usage[1] += nano
+            key = (started - started % hour_us, model or "", agent or "", server or "")
+            cell = costs.get(key)
+            if cell is None:
+                costs[key] = [1, i, o, r, w, t, nano]
+            else:
+                cell[0] += 1
+                cell[1] += i
+                cell[2] += o
+                cell[3] += r
+                cell[4] += w
+                cell[5] += t
+                cell[6] += nano
+    finally:
+        # Also when `price` raised: what was folded before it stays folded, as with `fold`.
+        if added:
+            state.first_us, state.last_us = first, last
+            state.spans += added
+            state.llm_calls += llm
+            state.tool_calls += tools
+            state.failed_calls += failed
+            state.errors += errors
+            state.timeouts += timeouts
+            state.prevented += prevented
+            state.schema_drift, state.root_ended = drift, root_ended
+            tokens = state.tokens
+            tokens[0] += t_in
+            tokens[1] += t_out
+            tokens[2] += t_read
+            tokens[3] += t_write
+            tokens[4] += t_think
+            state.cost_nano_usd += cost
+            state.unpriced_calls += unpriced
+            state.version += added
+    return added > 0
 
 
 def session_record(state: SessionState, health_tag: str) -> dict[str, Any]:
