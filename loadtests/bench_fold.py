@@ -22,6 +22,8 @@ import time
 from datetime import UTC, datetime
 from decimal import Decimal
 
+# streams.agents.ROWS_BODY_BYTES (importing it imports faust, which a run under valgrind waits for).
+ROWS_BODY_BYTES = 1024 * 1024
 LIVE_STAGES = ("unpack", "decode", "rows", "fold", "publish")
 REPLAY_STAGES = ("messages", "finish")
 # Fixed, so that every span is priced: the seed's prices start in 2025 (some late in the year).
@@ -79,7 +81,6 @@ def live_round(frames: list[bytes], book, rules) -> tuple[dict[str, float], int]
 
     from schemas.span import decode_message
     from spanstream.insert_bodies import encode_span_rows
-    from streams.agents import ROWS_BODY_BYTES
     from streams.session_step import fold_batch
     from streams.sessions import dump_state, load_state, session_record
     from streams.span_batches import unpack

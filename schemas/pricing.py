@@ -219,8 +219,15 @@ class PriceBook:
 
     def price_span(self, span: PricedCall) -> SpanPrice:
         """`price` for a span, as of its start time."""
+        model_id = span.model_id
+        if not model_id:
+            # Most spans (tools, agents): `price`'s first answer, without the call.
+            if (span.input_tokens or span.output_tokens or span.cache_read_tokens or span.cache_creation_tokens
+                    or span.thinking_tokens):
+                return self._fallback
+            return _NOTHING_TO_PRICE
         return self.price(
-            span.model_id, span.started_at, span.input_tokens, span.output_tokens,
+            model_id, span.started_at, span.input_tokens, span.output_tokens,
             span.cache_read_tokens, span.cache_creation_tokens, span.thinking_tokens,
         )
 

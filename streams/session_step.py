@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from operator import attrgetter
 from typing import Any
 
 from schemas.span import Span
@@ -28,8 +29,17 @@ def session_key(span: Span) -> bytes:
     return f"{span.project_id}\x1f{span.session_id}".encode()
 
 
+_SESSION_OF = attrgetter("project_id", "session_id")
+
+
 def by_session(spans: Iterable[Span]) -> dict[bytes, list[Span]]:
-    # Grouped on the two ids, and each group's key encoded once: a message is mostly one session.
+    # Grouped on the two ids, and each group's key encoded once: a message is mostly one
+    # session, which one set of the id pairs, built in C, tells.
+    spans = list(spans)
+    if not spans:
+        return {}
+    if len(set(map(_SESSION_OF, spans))) == 1:
+        return {session_key(spans[0]): spans}
     groups: dict[tuple[str, str], list[Span]] = {}
     for span in spans:
         fields = span.__dict__

@@ -308,7 +308,7 @@ def dump_state(state: SessionState) -> dict[str, Any]:
         "a": sorted(state.agents), "sv": sorted(state.servers), "m": sorted(state.models),
         "t": state.tokens, "au": state.agent_usage,
         "c": [[*key, *cell] for key, cell in state.costs.items()],
-        "th": [[c.started_us, c.span_id, c.tool, c.args_hash, int(c.failed)] for c in state.tool_history],
+        "th": [[started, span_id, tool, args, int(failed)] for started, span_id, tool, args, failed in state.tool_history],
         "tag": [state.health_tag, state.previous_tag, state.tag_version, state.tag_at_us],
     }
 
