@@ -25,6 +25,7 @@ from decimal import Decimal
 # streams.agents.ROWS_BODY_BYTES (importing it imports faust, which a run under valgrind waits for).
 ROWS_BODY_BYTES = 1024 * 1024
 LIVE_STAGES = ("unpack", "decode", "rows", "fold", "publish")
+FRAME_STEP_STAGES = ("unpack", "fold_frame", "publish")
 REPLAY_STAGES = ("messages", "finish")
 # Fixed, so that every span is priced: the seed's prices start in 2025 (some late in the year).
 START = datetime(2026, 11, 1, tzinfo=UTC)
@@ -122,6 +123,49 @@ def live_round(frames: list[bytes], book, rules) -> tuple[dict[str, float], int]
     return cpu, spans_folded
 
 
+def frame_step_round(frames: list[bytes], book, rules) -> tuple[dict[str, float], int] | None:
+    """The same frames through streams/frame_step.py fold_frame (message by message), then
+    published as above; None for a checkout without it."""
+    try:
+        from streams.frame_step import fold_frame
+    except ImportError:
+        return None
+    import orjson
+
+    from streams.sessions import dump_state, load_state, session_record
+    from streams.span_batches import unpack
+
+    table: dict[bytes, bytes] = {}
+
+    def load(key: bytes):
+        stored = table.get(key)
+        return load_state(orjson.loads(stored)) if stored else None
+
+    clock = time.process_time
+    cpu = dict.fromkeys(FRAME_STEP_STAGES, 0.0)
+    spans_folded = 0
+    for frame in frames:
+        published = []
+        t0 = clock()
+        items = unpack(frame)
+        t1 = clock()
+        folded = fold_frame([item.value for item in items], load, book, rules, ROWS_BODY_BYTES)
+        published.extend(folded.span_rows)
+        t2 = clock()
+        batch = folded.batch
+        for key, state in batch.states.items():
+            if key in batch.changed:
+                table[key] = orjson.dumps(dump_state(state))
+            published.append(orjson.dumps(session_record(state, state.health_tag)))
+        for _, change in batch.health_changes:
+            published.append(orjson.dumps(change))
+        t3 = clock()
+        spans_folded += folded.spans
+        for stage, seconds in zip(FRAME_STEP_STAGES, (t1 - t0, t2 - t1, t3 - t2)):
+            cpu[stage] += seconds
+    return cpu, spans_folded
+
+
 def replay_round(frames: list[bytes], book, rules) -> tuple[dict[str, float], int]:
     """spanstream/replay_worker.py WorkerFold over the frames' messages, the bodies dropped."""
     from spanstream.replay import FLUSH_ROWS
@@ -207,20 +251,23 @@ def measure(frames: list[bytes], rounds: int) -> dict[str, dict[str, float]]:
     from streams.heap import settle_heap
 
     book, rules = price_book(), HealthRules()
-    best: dict[str, dict[str, float]] = {"live": {}, "replay": {}}
+    best: dict[str, dict[str, float]] = {"live": {}, "frame_step": {}, "replay": {}}
     for number in range(rounds + 1):
         # Each path with the collector as it runs there: the fold process settles its heap,
         # a replay worker turns the collector off.
         settle_heap()
-        cpu, spans = live_round(frames, book, rules)
+        runs = {"live": live_round(frames, book, rules), "frame_step": frame_step_round(frames, book, rules)}
         gc.collect()
         gc.disable()
-        replay_cpu, replay_spans = replay_round(frames, book, rules)
+        runs["replay"] = replay_round(frames, book, rules)
         gc.enable()
         gc.collect()
         if number == 0:
             continue
-        for path, stages, count in (("live", cpu, spans), ("replay", replay_cpu, replay_spans)):
+        for path, run in runs.items():
+            if run is None:
+                continue
+            stages, count = run
             stages = {**stages, "total": sum(stages.values())}
             for stage, seconds in stages.items():
                 us = seconds / count * 1e6
@@ -252,17 +299,24 @@ def merge(into: dict, result: dict) -> None:
 
 def report(results: dict[str, dict]) -> None:
     trees = list(results)
-    for path, stages in (("live fold (per frame)", LIVE_STAGES), ("replay worker (per message)", REPLAY_STAGES)):
-        key = path.split()[0]
-        print(f"\n{path}: CPU µs per span, min of rounds")
+    for key, title, stages in (
+        ("live", "live fold, three passes a frame (streams/agents.py fold_sessions)", LIVE_STAGES),
+        ("frame_step", "live fold, message by message (streams/frame_step.py fold_frame)", FRAME_STEP_STAGES),
+        ("replay", "replay worker (spanstream/replay_worker.py WorkerFold)", REPLAY_STAGES),
+    ):
+        print(f"\n{title}: CPU µs per span, min of rounds")
         print(f"  {'stage':<10}" + "".join(f"{os.path.basename(t.rstrip('/')) or t:>14}" for t in trees)
               + ("      change" if len(trees) == 2 else ""))
         for stage in (*stages, "total"):
-            values = [results[t][key][stage] for t in trees]
-            line = f"  {stage:<10}" + "".join(f"{v:>14.2f}" for v in values)
-            if len(values) == 2 and values[0]:
+            values = [results[t].get(key, {}).get(stage) for t in trees]
+            line = f"  {stage:<10}" + "".join(f"{v:>14.2f}" if v is not None else f"{'-':>14}" for v in values)
+            if len(values) == 2 and all(values):
                 line += f"  {100 * (values[1] / values[0] - 1):>+9.1f}%"
             print(line)
+    if len(trees) == 2 and results[trees[1]].get("frame_step") and results[trees[0]].get("live"):
+        before, after = results[trees[0]]["live"]["total"], results[trees[1]]["frame_step"]["total"]
+        print(f"\nlive fold, {os.path.basename(trees[0])} as it folds now -> {os.path.basename(trees[1])} message by "
+              f"message: {before:.2f} -> {after:.2f} µs per span ({100 * (after / before - 1):+.1f}%)")
 
 
 def main() -> None:

@@ -95,18 +95,39 @@ def encode_span_rows(spans: Sequence[Span], max_bytes: int) -> list[bytes]:
     JSONCompactEachRow bodies of about `max_bytes` each (a single row can pass it). Span
     validation keeps every value within what JSON carries exactly (schemas.span: times in
     1970–2105, finite latency, bounded token counts)."""
-    bodies, lines, size = [], [], 0
-    dumps, newline = orjson.dumps, orjson.OPT_APPEND_NEWLINE
-    for span in spans:
-        line = dumps(span_values(span), option=newline)
-        if lines and size + len(line) > max_bytes:
-            bodies.append(b"".join(lines))
-            lines, size = [], 0
-        lines.append(line)
-        size += len(line)
-    if lines:
-        bodies.append(b"".join(lines))
-    return bodies
+    bodies = SpanRowBodies(max_bytes)
+    bodies.add(spans)
+    return bodies.finish()
+
+
+class SpanRowBodies:
+    """`encode_span_rows` a message at a time: the same bodies, for a caller that encodes each
+    message's rows while its spans are fresh (streams/frame_step.py)."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self._bodies: list[bytes] = []
+        self._lines: list[bytes] = []
+        self._size = 0
+
+    def add(self, spans: Sequence[Span]) -> None:
+        lines, size, max_bytes = self._lines, self._size, self.max_bytes
+        dumps, newline = orjson.dumps, orjson.OPT_APPEND_NEWLINE
+        for span in spans:
+            line = dumps(span_values(span), option=newline)
+            if lines and size + len(line) > max_bytes:
+                self._bodies.append(b"".join(lines))
+                lines, size = [], 0
+            lines.append(line)
+            size += len(line)
+        self._lines, self._size = lines, size
+
+    def finish(self) -> list[bytes]:
+        """The bodies of every span added."""
+        if self._lines:
+            self._bodies.append(b"".join(self._lines))
+            self._lines, self._size = [], 0
+        return self._bodies
 
 
 def encode_cost_rows(record: dict) -> bytes:

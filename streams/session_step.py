@@ -86,15 +86,29 @@ def fold_batch(messages: Iterable[list[Span]], load: Callable[[bytes], SessionSt
     """Folds each message's spans with `apply_spans`, message by message, so the health changes
     are the ones a message-at-a-time fold (and replay) finds; but loads, writes and records each
     session once per batch. `load(key)` gives the stored state, or None for a new session."""
-    result = BatchFold({}, set(), [])
-    published: set[tuple[bytes, int]] = set()
+    folder = BatchFolder(load, book, rules)
     for spans in messages:
+        folder.add(spans)
+    return folder.result
+
+
+class BatchFolder:
+    """`fold_batch` a message at a time (streams/frame_step.py folds each message as soon as
+    it is decoded); `result` is what fold_batch returns for the messages added so far."""
+
+    def __init__(self, load: Callable[[bytes], SessionState | None], book: PriceBook, rules: HealthRules) -> None:
+        self.load, self.book, self.rules = load, book, rules
+        self.result = BatchFold({}, set(), [])
+        self._published: set[tuple[bytes, int]] = set()
+
+    def add(self, spans: list[Span]) -> None:
+        result, published = self.result, self._published
         for key, group in by_session(spans).items():
             state = result.states.get(key)
             if state is None:
-                state = load(key) or SessionState(group[0].project_id, group[0].session_id)
+                state = self.load(key) or SessionState(group[0].project_id, group[0].session_id)
                 result.states[key] = state
-            step = apply_spans(state, group, book, rules, with_record=False)
+            step = apply_spans(state, group, self.book, self.rules, with_record=False)
             if step.changed:
                 result.changed.add(key)
             change = step.health_change
@@ -103,4 +117,3 @@ def fold_batch(messages: Iterable[list[Span]], load: Callable[[bytes], SessionSt
                 if (key, change["version"]) not in published:
                     published.add((key, change["version"]))
                     result.health_changes.append((key, change))
-    return result
