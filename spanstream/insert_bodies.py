@@ -77,7 +77,11 @@ def cost_values(record: dict) -> list[list]:
 def encode_columns(columns: Sequence[str], rows: Sequence[Sequence]) -> bytes | None:
     """`rows` (in `columns` order) as one JSONCompactColumns body, or None when some value
     would not come back from ClickHouse exactly as clickhouse-connect would have written it."""
-    values = list(zip(*rows))
+    return encode_column_values(columns, list(zip(*rows)))
+
+
+def encode_column_values(columns: Sequence[str], values: Sequence[Sequence]) -> bytes | None:
+    """`encode_columns` for values already in columns (each a sequence of one column's values)."""
     for name, column in zip(columns, values):
         bounds = _TIME_RANGES.get(name)
         if bounds is not None and (min(column) < bounds[0] or max(column) >= bounds[1]):

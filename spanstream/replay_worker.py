@@ -26,7 +26,7 @@ from multiprocessing.queues import Queue
 from confluent_kafka import Message
 
 from schemas.span import decode_message
-from spanstream.insert_bodies import cost_values, encode_columns, span_values
+from spanstream.insert_bodies import cost_values, encode_column_values, span_values
 from spanstream.replay_scan import replay_consumer, scan
 from streams.health import HealthRules
 from streams.pricing import PriceBook
@@ -78,20 +78,35 @@ class _Parent:
                 continue
 
 
-# (view, rows, their JSONCompactColumns body, or None when JSON cannot carry them exactly)
-Deliver = Callable[[str, list, bytes | None], None]
+# (view, rows, their JSONCompactColumns body): with a body, the number of rows in it; without
+# (None: JSON cannot carry them exactly), the rows themselves.
+Deliver = Callable[[str, "list | int", bytes | None], None]
 
 
 class _Outbox:
+    # Rows are kept as columns, a message's rows at a time: transposing them while they are
+    # fresh costs less than transposing 50,000 of them back from memory for the body.
     def __init__(self, deliver: Deliver, view: str, chunk_rows: int) -> None:
         self.deliver, self.view, self.columns, self.chunk_rows = deliver, view, COLUMNS[view], chunk_rows
-        self.rows: list[Sequence] = []
+        self._empty()
+
+    def _empty(self) -> None:
+        self.values: list[list] = [[] for _ in self.columns]
+        self.count = 0
+
+    def add(self, rows: Sequence[Sequence]) -> None:
+        if rows:
+            for values, column in zip(self.values, zip(*rows)):
+                values.extend(column)
+            self.count += len(rows)
 
     def send(self, at_least: int = 1) -> None:
-        if len(self.rows) < at_least:
+        if self.count < at_least:
             return
-        rows, self.rows = self.rows, []
-        self.deliver(self.view, rows, encode_columns(self.columns, rows))
+        values = self.values
+        self._empty()
+        body = encode_column_values(self.columns, values)
+        self.deliver(self.view, list(zip(*values)) if body is None else len(values[0]), body)
 
 
 class WorkerFold:
@@ -112,14 +127,14 @@ class WorkerFold:
         spans, _ = decode_message(value)
         since = job.since_offsets
         if job.write_spans and (since is None or offset >= since[partition]):
-            boxes["spans"].rows.extend(map(span_values, spans))
+            boxes["spans"].add(list(map(span_values, spans)))
         for session, group in by_session(spans).items():
             state = states.get(session) or states.setdefault(session, SessionState(group[0].project_id,
                                                                                     group[0].session_id))
             step = apply_spans(state, group, job.book, job.rules, with_record=False)
             change = step.health_change
             if step.changed and change is not None and change["version"] == state.version:
-                boxes["session_health"].rows.append(health_row(change))
+                boxes["session_health"].add([health_row(change)])
         # Per message, not per consumer batch: a batch of 2,000 messages can take seconds to fold.
         boxes["spans"].send(job.chunk_rows)
         boxes["session_health"].send(job.chunk_rows)
@@ -133,8 +148,8 @@ class WorkerFold:
         boxes["session_health"].send()
         for state in self.states.values():
             record = session_record(state, state.health_tag)
-            boxes["sessions"].rows.append(session_row(record))
-            boxes["session_costs"].rows.extend(cost_values(record))
+            boxes["sessions"].add([session_row(record)])
+            boxes["session_costs"].add(cost_values(record))
             for view in ("sessions", "session_costs"):
                 boxes[view].send(self.job.chunk_rows)
         for box in boxes.values():
@@ -160,7 +175,7 @@ def fold_partitions(jobs: Connection, out: Queue) -> None:
     gc.disable()
     sent = 0
 
-    def deliver(view: str, rows: list, body: bytes | None) -> None:
+    def deliver(view: str, rows: list | int, body: bytes | None) -> None:
         nonlocal sent
         if body is None:
             parent.put(("pyrows", view, rows))
@@ -169,7 +184,7 @@ def fold_partitions(jobs: Connection, out: Queue) -> None:
         path = os.path.join(job.body_dir, f"{view}-{os.getpid()}-{sent}.json")
         with open(path, "wb") as file:
             file.write(body)
-        parent.put(("file", view, path, len(rows)))
+        parent.put(("file", view, path, rows))
 
     folder = WorkerFold(job, deliver)
     counts = [0, 0]  # messages, spans since the last progress item
