@@ -1,35 +1,60 @@
-"""Faust's Kafka transport with fetches the broker holds until it has a batch.
+"""Faust's Kafka transport with its fetches paced: at most one per `PACE_S` per broker.
 
-Faust builds its aiokafka consumer with `fetch_min_bytes` 1, so a caught-up consumer sends a
-fetch for every produce request that lands on its partitions: at 10,000 spans/s arriving a few
-sessions at a time, the fold and the sinks each sent hundreds a second, and the broker on the
-same two cores spent ~240 µs of CPU on each (docs/benchmarks.md). Held until a mebibyte or
-`HOLD_MS` has gathered, a fetch returns at most `1000 / HOLD_MS` times a second when spans
-trickle in, and at once under a backlog, where the bytes are already there.
+Faust's aiokafka consumer asks for data again the moment a fetch returns, and the broker answers
+as soon as any byte is there: at 10,000 spans/s arriving a few sessions at a time, the fold and
+the sinks each sent a fetch per produce request, hundreds a second, and the broker on the same
+two cores spent ~240 µs of CPU on each (docs/benchmarks.md). Holding fetches at the broker
+(fetch_min_bytes) batches them too, but then an idle consumer also asks every hold; waiting
+here instead, before the next fetch, lets what arrives meanwhile come back in one answer, and
+an idle consumer's fetch still waits at the broker for its 1.5 s. Under a backlog nothing
+changes: a partition whose records are not consumed yet is not fetched anyway.
 """
 
 from __future__ import annotations
 
+import asyncio
+
 import aiokafka
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
-# What a held fetch adds to a span's produce-to-visible time, per consumer on its path (the
-# fold, then the sinks): the p99 budget is 2 s.
-HOLD_MS = 50
-HOLD_BYTES = 1 << 20
+# What pacing adds to a span's produce-to-visible time, per consumer on its path (the fold, then
+# the sinks), against a p99 budget of 2 s.
+PACE_S = 0.05
 
 
-def hold_fetches(consumer: aiokafka.AIOKafkaConsumer) -> aiokafka.AIOKafkaConsumer:
-    """Before `start()`: aiokafka hands these two to its fetcher when the consumer starts
-    (faust pins aiokafka 0.14.0, and tests/test_held_fetch.py fails if that changes)."""
-    consumer._fetch_min_bytes = HOLD_BYTES
-    consumer._fetch_max_wait_ms = HOLD_MS
+def pace_fetches(consumer: aiokafka.AIOKafkaConsumer, pace_s: float = PACE_S) -> aiokafka.AIOKafkaConsumer:
+    """Before `start()`. aiokafka builds its fetcher in `start()`, and its fetch routine looks up
+    `_proc_fetch_request` on every request and keeps a broker "in flight" until it returns, so
+    waiting at its start delays that broker's next fetch (faust pins aiokafka 0.14.0;
+    tests/test_paced_fetch.py fails if that changes)."""
+    start = consumer.start
+
+    async def start_paced() -> None:
+        await start()
+        fetcher = consumer._fetcher
+        fetch = fetcher._proc_fetch_request
+        loop = asyncio.get_running_loop()
+        last_sent: dict[int, float] = {}
+
+        async def paced(assignment, node_id, request):
+            wait = last_sent.get(node_id, -pace_s) + pace_s - loop.time()
+            if wait > 0:
+                try:
+                    await asyncio.sleep(wait)
+                except asyncio.CancelledError:
+                    return False  # as aiokafka's own: closing, or the partitions were taken away
+            last_sent[node_id] = loop.time()
+            return await fetch(assignment, node_id, request)
+
+        fetcher._proc_fetch_request = paced
+
+    consumer.start = start_paced
     return consumer
 
 
 class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
     def _create_worker_consumer(self, transport) -> aiokafka.AIOKafkaConsumer:
-        return hold_fetches(super()._create_worker_consumer(transport))
+        return pace_fetches(super()._create_worker_consumer(transport))
 
 
 class _Consumer(faust_aiokafka.Consumer):
@@ -37,5 +62,5 @@ class _Consumer(faust_aiokafka.Consumer):
         return _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
 
-class HeldFetchTransport(faust_aiokafka.Transport):
+class PacedFetchTransport(faust_aiokafka.Transport):
     Consumer = _Consumer
