@@ -177,7 +177,7 @@ def main(argv: list[str] | None = None) -> None:
             except MetadataError as error:
                 sys.exit(f"spanstream create-user: {error.message}")
         elif args.command == "fold":
-            from spanstream.serve import run_fold
+            from spanstream.fold import run_fold
 
             run_fold(settings)
         else:

@@ -1,5 +1,5 @@
 """Runs Spanstream's long-lived processes: the store owner (ClickHouse sinks, and the API if
-asked), fold workers, and the ingestion-only API.
+asked) with its fold worker children (spanstream/fold.py), and the ingestion-only API.
 
 Embedded chdb may be opened by one process only, so with the embedded store the sinks (which
 write ClickHouse) and the API (which reads it) share one process and one `ClickHouseStore`. The
@@ -18,7 +18,6 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable
 
@@ -36,12 +35,9 @@ from spanstream.operator import operator_token
 from spanstream.prober import ProberService
 from spanstream.replay import replay
 from spanstream.settings import Settings
-from streams.agents import register_fold_agents, register_sink_agents
+from streams.agents import register_sink_agents
 from streams.app import create_faust_app
-from streams.batcher import SpanBatcher
-from streams.health import rules_from_budgets
 from streams.health_checks import register_health_check_agents
-from streams.pricing_source import PriceBookRefresher
 
 log = logging.getLogger(__name__)
 
@@ -102,44 +98,6 @@ class ApiServer(mode.Service):
         if self._task is not None:
             with contextlib.suppress(BaseException):
                 await self._task
-
-
-class PriceRefresh(mode.Service):
-    """Reloads model prices on an interval, so price changes reach the running worker."""
-
-    def __init__(self, refresher: PriceBookRefresher, **kwargs) -> None:
-        super().__init__(**kwargs)
-        self._refresher = refresher
-        self._stopping = asyncio.Event()
-
-    async def on_start(self) -> None:
-        self.add_future(self._refresher.run(self._stopping))
-
-    async def on_stop(self) -> None:
-        self._stopping.set()
-
-
-class Batcher(mode.Service):
-    """Runs the spans batcher (streams.batcher) on a thread; if it fails, the process stops,
-    so that its supervisor starts it again."""
-
-    def __init__(self, batcher: SpanBatcher, **kwargs) -> None:
-        super().__init__(**kwargs)
-        self._batcher = batcher
-        self._stopping = threading.Event()
-
-    async def on_start(self) -> None:
-        self.add_future(self._run())
-
-    async def _run(self) -> None:
-        try:
-            await asyncio.to_thread(self._batcher.run, self._stopping)
-        except Exception as error:  # noqa: BLE001 - any failure stops the process
-            log.exception("the spans batcher failed")
-            await self.crash(error)
-
-    async def on_stop(self) -> None:
-        self._stopping.set()
 
 
 class StoreCloser(mode.Service):
@@ -248,21 +206,6 @@ def run(settings: Settings, *, api: bool = True, fold_processes: int = 1,
         serve_metrics(settings.metrics_port, settings.api_host)
     services.extend(extra_services(store))
     faust.Worker(app, *services, loglevel="info", redirect_stdouts=False).execute_from_commandline()
-
-
-def run_fold(settings: Settings) -> None:
-    """A fold worker: sessions, costs and health from spans; no analytics store. Several may run
-    at once: they share the `spans` partitions as one consumer group, and their batchers (which
-    every reader of spans depends on) as another."""
-    ensure_topics(settings)
-    asyncio.run(migrate_postgres(settings.postgres_dsn))  # model_pricing must exist
-    refresher = asyncio.run(PriceBookRefresher.load(
-        settings.postgres_dsn, settings.unknown_model_usd_per_call, settings.pricing_refresh_seconds))
-    if settings.metrics_port and process_dir() is None:  # a fold on its own serves its own metrics
-        serve_metrics(settings.metrics_port, settings.api_host)
-    app = create_faust_app(settings, settings.worker_id, f"fold-{settings.fold_index}")
-    register_fold_agents(app, settings, refresher, rules_from_budgets(settings.loop_threshold, settings.budgets))
-    faust.Worker(app, PriceRefresh(refresher), Batcher(SpanBatcher(settings)), loglevel="info", redirect_stdouts=False).execute_from_commandline()
 
 
 def run_ingest(settings: Settings) -> None:

@@ -125,9 +125,9 @@ def register_sink_agents(app: faust.App, settings: Settings, store: ClickHouseSt
         # take_events acks a batch only after this body returns, i.e. after the insert is
         # durable: a crash before that redelivers the batch, and the replacing table dedups it.
         # Each event is the fold's rows of up to a frame of spans: at most FRAMES_PER_INSERT of
-        # them are held at once, and as many as `within` brings make one insert. Fewer would make
+        # them are held at once, and as many as spans_sink_batch_seconds brings make one insert. Fewer would make
         # many small parts when spans trickle in, which slows every query over them.
-        async for events in stream.take_events(FRAMES_PER_INSERT, within=within):
+        async for events in stream.take_events(FRAMES_PER_INSERT, within=settings.spans_sink_batch_seconds):
             for event in events:
                 spans_out.add(event.value)
             await spans_out.flush()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import faust
 
 from spanstream.settings import Settings
-from streams.held_fetch import HeldFetchTransport
+from streams.paced_fetch import PacedFetchTransport
 
 
 def create_faust_app(settings: Settings, app_id: str, datadir_name: str = "faust") -> faust.App:
@@ -32,5 +32,5 @@ def create_faust_app(settings: Settings, app_id: str, datadir_name: str = "faust
         producer_acks=-1,
     )
     # Set before anything declares a topic: the conductor takes the transport it finds then.
-    app.transport = HeldFetchTransport(app.conf.broker_consumer, app)
+    app.transport = PacedFetchTransport(app.conf.broker_consumer, app)
     return app
