@@ -4,8 +4,8 @@ Both targets of issue 4 (replay and end to end throughput) are bound by this wor
 machine, and a pipeline run is too noisy to see a 5% change in it. This runs exactly the fold's
 per-span work over generated sessions, in one process, and reports process CPU time per span,
 by stage, the minimum of several rounds. With `--against DIR` it runs the same messages through
-another checkout too (a clean one of main: loadtests/README.md), in child processes that alternate between the two
-trees, so that both see the same machine state.
+another checkout too (a clean one of main: loadtests/README.md), in child processes that
+alternate between the two trees, so that both see the same machine state.
 """
 
 from __future__ import annotations
