@@ -2,6 +2,7 @@
 each still within a fraction of a second."""
 
 import asyncio
+import statistics
 import time
 import uuid
 
@@ -57,4 +58,8 @@ async def test_a_trickle_of_messages_comes_back_in_batches_and_promptly(settings
     assert len(latencies) == MESSAGES
     # Unpaced, nearly every message was an answer (a fetch) of its own.
     assert answers <= MESSAGES / 2, f"{MESSAGES} messages came in {answers} answers"
-    assert max(latencies) < PACE_S + 0.25, f"the slowest message took {max(latencies):.2f} s"
+    # Typically within the pace; the bound on the slowest is loose because a busy machine (the
+    # suite beside other work) can stall any process for a few hundred milliseconds, yet below
+    # the 1.5 s an idle fetch waits at the broker, which is what a pacing bug would show.
+    assert statistics.median(latencies) < PACE_S + 0.1, f"half the messages took over {statistics.median(latencies):.2f} s"
+    assert max(latencies) < 1.2, f"the slowest message took {max(latencies):.2f} s"
