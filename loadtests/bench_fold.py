@@ -75,22 +75,46 @@ def make_frames(sessions: int, spans_per_session: int, spans_per_message: int | 
             for at in range(0, len(messages), messages_per_frame)]
 
 
-def live_round(frames: list[bytes], book, rules) -> tuple[dict[str, float], int]:
-    """streams/agents.py fold_sessions, frame by frame, with a dict for the sessions table and
-    the records kept instead of published. CPU seconds by stage, and the spans folded."""
+def session_table():
+    """A dict standing in for the fold's sessions table, and its `load` as agents.py has it."""
     import orjson
 
-    from schemas.span import decode_message
-    from spanstream.insert_bodies import encode_span_rows
-    from streams.session_step import fold_batch
-    from streams.sessions import dump_state, load_state, session_record
-    from streams.span_batches import unpack
+    from streams.sessions import load_state
 
     table: dict[bytes, bytes] = {}
 
     def load(key: bytes):
         stored = table.get(key)
         return load_state(orjson.loads(stored)) if stored else None
+
+    return table, load
+
+
+def publish(batch, table: dict[bytes, bytes], published: list[bytes]) -> None:
+    """What fold_sessions does after the fold: each changed session into the table, every
+    session's record and each health change encoded (kept in `published`, not sent)."""
+    import orjson
+
+    from streams.sessions import dump_state, session_record
+
+    for key, state in batch.states.items():
+        if key in batch.changed:
+            table[key] = orjson.dumps(dump_state(state))
+        published.append(orjson.dumps(session_record(state, state.health_tag)))
+    for _, change in batch.health_changes:
+        published.append(orjson.dumps(change))
+
+
+def live_round(frames: list[bytes], book, rules) -> tuple[dict[str, float], int]:
+    """What streams/agents.py fold_sessions did with a frame before it called fold_frame
+    (1ecc574), with a dict for the sessions table and the records kept instead of published.
+    CPU seconds by stage, and the spans folded."""
+    from schemas.span import decode_message
+    from spanstream.insert_bodies import encode_span_rows
+    from streams.session_step import fold_batch
+    from streams.span_batches import unpack
+
+    table, load = session_table()
 
     clock = time.process_time
     cpu = dict.fromkeys(LIVE_STAGES, 0.0)
@@ -110,12 +134,7 @@ def live_round(frames: list[bytes], book, rules) -> tuple[dict[str, float], int]
         t3 = clock()
         batch = fold_batch(decoded, load, book, rules)
         t4 = clock()
-        for key, state in batch.states.items():
-            if key in batch.changed:
-                table[key] = orjson.dumps(dump_state(state))
-            published.append(orjson.dumps(session_record(state, state.health_tag)))
-        for _, change in batch.health_changes:
-            published.append(orjson.dumps(change))
+        publish(batch, table, published)
         t5 = clock()
         spans_folded += len(readable)
         for stage, seconds in zip(LIVE_STAGES, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4)):
@@ -130,16 +149,9 @@ def frame_step_round(frames: list[bytes], book, rules) -> tuple[dict[str, float]
         from streams.frame_step import fold_frame
     except ImportError:
         return None
-    import orjson
-
-    from streams.sessions import dump_state, load_state, session_record
     from streams.span_batches import unpack
 
-    table: dict[bytes, bytes] = {}
-
-    def load(key: bytes):
-        stored = table.get(key)
-        return load_state(orjson.loads(stored)) if stored else None
+    table, load = session_table()
 
     clock = time.process_time
     cpu = dict.fromkeys(FRAME_STEP_STAGES, 0.0)
@@ -153,12 +165,7 @@ def frame_step_round(frames: list[bytes], book, rules) -> tuple[dict[str, float]
         published.extend(folded.span_rows)
         t2 = clock()
         batch = folded.batch
-        for key, state in batch.states.items():
-            if key in batch.changed:
-                table[key] = orjson.dumps(dump_state(state))
-            published.append(orjson.dumps(session_record(state, state.health_tag)))
-        for _, change in batch.health_changes:
-            published.append(orjson.dumps(change))
+        publish(batch, table, published)
         t3 = clock()
         spans_folded += folded.spans
         for stage, seconds in zip(FRAME_STEP_STAGES, (t1 - t0, t2 - t1, t3 - t2)):
@@ -166,16 +173,17 @@ def frame_step_round(frames: list[bytes], book, rules) -> tuple[dict[str, float]
     return cpu, spans_folded
 
 
-def replay_round(frames: list[bytes], book, rules) -> tuple[dict[str, float], int]:
-    """spanstream/replay_worker.py WorkerFold over the frames' messages, the bodies dropped."""
+def replay_round(frames: list[bytes], book, rules) -> tuple[dict[str, float], int] | None:
+    """spanstream/replay_worker.py WorkerFold over the frames' messages, the bodies dropped;
+    None for a checkout without it (a copy of the old loop here would only drift from it)."""
     from spanstream.replay import FLUSH_ROWS
     from spanstream.replay_worker import FoldJob
     from streams.span_batches import unpack
 
     try:
         from spanstream.replay_worker import WorkerFold
-    except ImportError:  # a checkout from before it (--against)
-        WorkerFold = _OldWorkerFold
+    except ImportError:
+        return None
     messages = [item for frame in frames for item in unpack(frame)]
     job = FoldJob("", "", "spans", {}, {}, book, rules, write_spans=True, chunk_rows=FLUSH_ROWS, body_dir="")
     folder = WorkerFold(job, lambda view, rows, body: None)
@@ -188,61 +196,6 @@ def replay_round(frames: list[bytes], book, rules) -> tuple[dict[str, float], in
     folder.finish()
     t2 = clock()
     return {"messages": t1 - t0, "finish": t2 - t1}, spans
-
-
-class _OldWorkerFold:
-    """The worker's loop as it was before WorkerFold (commit 2aafd1e), for --against an older checkout."""
-
-    def __init__(self, job, deliver) -> None:
-        from spanstream.replay_worker import COLUMNS
-
-        self.job, self.columns, self.states = job, COLUMNS, {}
-        self.rows: dict[str, list] = {view: [] for view in COLUMNS}
-
-    def _send(self, view: str, at_least: int = 1) -> None:
-        from spanstream.insert_bodies import encode_columns
-
-        if len(self.rows[view]) >= at_least:
-            encode_columns(self.columns[view], self.rows[view])
-            self.rows[view] = []
-
-    def fold_message(self, key, value, partition, offset) -> int:
-        from schemas.span import decode_message
-        from spanstream.insert_bodies import span_values
-        from streams.session_rows import health_row
-        from streams.session_step import apply_spans, by_session
-        from streams.sessions import SessionState
-
-        job, states = self.job, self.states
-        spans, _ = decode_message(value)
-        self.rows["spans"].extend(map(span_values, spans))
-        for session, group in by_session(spans).items():
-            state = states.get(session) or states.setdefault(session, SessionState(group[0].project_id,
-                                                                                    group[0].session_id))
-            step = apply_spans(state, group, job.book, job.rules, with_record=False)
-            change = step.health_change
-            if step.changed and change is not None and change["version"] == state.version:
-                self.rows["session_health"].append(health_row(change))
-        self._send("spans", job.chunk_rows)
-        self._send("session_health", job.chunk_rows)
-        return len(spans)
-
-    def finish(self) -> int:
-        from spanstream.insert_bodies import cost_values
-        from streams.session_rows import session_row
-        from streams.sessions import session_record
-
-        self._send("spans")
-        self._send("session_health")
-        for state in self.states.values():
-            record = session_record(state, state.health_tag)
-            self.rows["sessions"].append(session_row(record))
-            self.rows["session_costs"].extend(cost_values(record))
-            self._send("sessions", self.job.chunk_rows)
-            self._send("session_costs", self.job.chunk_rows)
-        for view in self.rows:
-            self._send(view)
-        return len(self.states)
 
 
 def measure(frames: list[bytes], rounds: int) -> dict[str, dict[str, float]]:
@@ -300,8 +253,8 @@ def merge(into: dict, result: dict) -> None:
 def report(results: dict[str, dict]) -> None:
     trees = list(results)
     for key, title, stages in (
-        ("live", "live fold, three passes a frame (streams/agents.py fold_sessions)", LIVE_STAGES),
-        ("frame_step", "live fold, message by message (streams/frame_step.py fold_frame)", FRAME_STEP_STAGES),
+        ("live", "live fold, three passes a frame (streams/agents.py before 1ecc574)", LIVE_STAGES),
+        ("frame_step", "live fold, message by message (streams/frame_step.py fold_frame, what agents.py runs)", FRAME_STEP_STAGES),
         ("replay", "replay worker (spanstream/replay_worker.py WorkerFold)", REPLAY_STAGES),
     ):
         print(f"\n{title}: CPU µs per span, min of rounds")
@@ -315,7 +268,7 @@ def report(results: dict[str, dict]) -> None:
             print(line)
     if len(trees) == 2 and results[trees[1]].get("frame_step") and results[trees[0]].get("live"):
         before, after = results[trees[0]]["live"]["total"], results[trees[1]]["frame_step"]["total"]
-        print(f"\nlive fold, {os.path.basename(trees[0])} as it folds now -> {os.path.basename(trees[1])} message by "
+        print(f"\nlive fold, {os.path.basename(trees[0])} in three passes -> {os.path.basename(trees[1])} message by "
               f"message: {before:.2f} -> {after:.2f} µs per span ({100 * (after / before - 1):+.1f}%)")
 
 

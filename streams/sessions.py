@@ -91,7 +91,10 @@ def _args_hash(span: Span) -> str:
 
 
 def fold(state: SessionState, span: Span, cost_nano_usd: int = 0, priced: bool = True) -> bool:
-    """Adds `span` (priced by the caller) to `state`; returns whether anything changed."""
+    """Adds `span` (priced by the caller) to `state`; returns whether anything changed. The
+    plain statement of the fold: the agents run `fold_all`, its faster form, and
+    tests/test_streams_sessions.py holds the two equal, so a rule changed in one fails there
+    until it is changed in the other."""
     if span.span_id in state.span_ids:
         return False
     state.span_ids.add(span.span_id)
