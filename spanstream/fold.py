@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import threading
 
 import faust
 import mode
@@ -23,6 +22,7 @@ from spanstream.settings import Settings
 from streams.agents import register_fold_agents
 from streams.app import create_faust_app
 from streams.batcher import SpanBatcher
+from streams.on_thread import OnThread
 from streams.health import rules_from_budgets
 from streams.pricing_source import PriceBookRefresher
 
@@ -44,29 +44,6 @@ class PriceRefresh(mode.Service):
         self._stopping.set()
 
 
-class Batcher(mode.Service):
-    """Runs the spans batcher (streams.batcher) on a thread; if it fails, the process stops,
-    so that its supervisor starts it again."""
-
-    def __init__(self, batcher: SpanBatcher, **kwargs) -> None:
-        super().__init__(**kwargs)
-        self._batcher = batcher
-        self._stopping = threading.Event()
-
-    async def on_start(self) -> None:
-        self.add_future(self._run())
-
-    async def _run(self) -> None:
-        try:
-            await asyncio.to_thread(self._batcher.run, self._stopping)
-        except Exception as error:  # noqa: BLE001 - any failure stops the process
-            log.exception("the spans batcher failed")
-            await self.crash(error)
-
-    async def on_stop(self) -> None:
-        self._stopping.set()
-
-
 def run_fold(settings: Settings) -> None:
     """A fold worker: sessions, costs and health from spans; no analytics store. Several may run
     at once: they share the `spans` partitions as one consumer group, and their batchers (which
@@ -79,4 +56,4 @@ def run_fold(settings: Settings) -> None:
         serve_metrics(settings.metrics_port, settings.api_host)
     app = create_faust_app(settings, settings.worker_id, f"fold-{settings.fold_index}")
     register_fold_agents(app, settings, refresher, rules_from_budgets(settings.loop_threshold, settings.budgets))
-    faust.Worker(app, PriceRefresh(refresher), Batcher(SpanBatcher(settings)), loglevel="info", redirect_stdouts=False).execute_from_commandline()
+    faust.Worker(app, PriceRefresh(refresher), OnThread("spans-batcher", SpanBatcher(settings).run), loglevel="info", redirect_stdouts=False).execute_from_commandline()

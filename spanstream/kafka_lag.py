@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from confluent_kafka import Consumer, TopicPartition
 
 from spanstream.settings import Settings
-from spanstream.topic_names import batches_topic_name, rows_topic_name
+from spanstream.topic_names import batches_topic_name, rows_topic_name, sink_group_name
 
 
 @dataclass(frozen=True)
@@ -28,7 +28,9 @@ def deployment_groups(settings: Settings) -> dict[str, list[str]]:
     return {
         f"{settings.worker_id}-batcher": [spans],
         settings.worker_id: [batches_topic_name(spans)],
-        f"{settings.worker_id}-sink": [rows_topic_name(spans), settings.sessions_topic, settings.health_topic],
+        sink_group_name(settings.worker_id, "spans"): [rows_topic_name(spans)],
+        sink_group_name(settings.worker_id, "sessions"): [settings.sessions_topic],
+        sink_group_name(settings.worker_id, "health"): [settings.health_topic],
     }
 
 

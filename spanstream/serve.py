@@ -35,9 +35,11 @@ from spanstream.operator import operator_token
 from spanstream.prober import ProberService
 from spanstream.replay import replay
 from spanstream.settings import Settings
-from streams.agents import register_sink_agents
+from spanstream.topic_names import faust_sink_group_name
 from streams.app import create_faust_app
 from streams.health_checks import register_health_check_agents
+from streams.on_thread import OnThread
+from streams.view_sinks import view_sinks
 
 log = logging.getLogger(__name__)
 
@@ -188,10 +190,12 @@ def run(settings: Settings, *, api: bool = True, fold_processes: int = 1,
     store = ClickHouseStore(settings).open()
     migrate_clickhouse(store)
     apply_spans_ttl(store, settings.spans_ttl_days)
-    app = create_faust_app(settings, f"{settings.worker_id}-sink", "sink")
-    register_sink_agents(app, settings, store)
+    app = create_faust_app(settings, faust_sink_group_name(settings.worker_id), "sink")
     register_health_check_agents(app, settings, store)
+    # After StoreCloser: a worker stops its services last to first, so the sinks write and
+    # commit what they hold before the store closes.
     services: list[mode.Service] = [StoreCloser(store)]
+    services.extend(OnThread(f"sink-{sink.name}", sink.run) for sink in view_sinks(settings, store))
     if settings.probe_in_serve:
         services.append(ProberService(settings))
     if fold_processes:

@@ -1,4 +1,5 @@
-"""Faust agents: thin loops that decode, fold with pure functions, write tables and hand off to sinks."""
+"""The fold's Faust agent: a thin loop that decodes, folds with pure functions, writes the table
+and publishes what changed. The sinks that write ClickHouse are in streams/view_sinks.py."""
 
 from __future__ import annotations
 
@@ -12,8 +13,6 @@ import faust
 import orjson
 
 from schemas.span import Unreadable
-from spanstream.clickhouse import ClickHouseStore
-from spanstream.insert_bodies import encode_cost_rows
 from spanstream.metrics import SPANS_DEAD_LETTERED, SPANS_FOLDED
 from spanstream.settings import Settings
 from streams.changelog import PublishedChangelogTable
@@ -21,15 +20,12 @@ from streams.derived import DerivedPublisher
 from streams.health import HealthRules
 from streams.heap import settle_heap
 from streams.pricing import PriceBook
-from streams.session_rows import COST_COLUMNS, HEALTH_COLUMNS, SESSION_COLUMNS
 from streams.frame_step import fold_frame
 from streams.sessions import SessionState, dump_state, load_state, session_record
 from streams.span_batches import BadBatch, SourceMessage, unpack
-from streams.sink import record_body_writer, rows_body_writer, span_body_writer
 from streams.topics import SESSIONS_TABLE, declare_topics, rows_topic_name
 
 log = logging.getLogger(__name__)
-FRAMES_PER_INSERT = 64
 # About one body per frame: frames hold at most 1 MiB of spans, and their rows are smaller.
 ROWS_BODY_BYTES = 1024 * 1024
 
@@ -107,49 +103,6 @@ def register_fold_agents(app: faust.App, settings: Settings, prices: PriceSource
                 derived.publish(settings.sessions_topic, key, orjson.dumps(session_record(state, state.health_tag)))
             for key, change in batch.health_changes:
                 derived.publish(settings.health_topic, key, orjson.dumps(change))
-
-
-def register_sink_agents(app: faust.App, settings: Settings, store: ClickHouseStore) -> None:
-    """The writers: spans and the derived topics into ClickHouse, each batch acked once durable."""
-    topics = declare_topics(app, settings)
-    spans_out = span_body_writer(store)
-    sessions_out = record_body_writer(store, "sessions", SESSION_COLUMNS)
-    costs_out = rows_body_writer(store, "session_costs", COST_COLUMNS)
-    health_out = record_body_writer(store, "session_health", HEALTH_COLUMNS)
-    batch, within = settings.sink_batch_size, settings.sink_batch_seconds
-
-    @app.agent(topics.span_rows, name="spans-to-clickhouse")
-    @_redelivered_on_error
-    async def spans_to_clickhouse(stream: faust.StreamT) -> None:
-        settle_heap()
-        # take_events acks a batch only after this body returns, i.e. after the insert is
-        # durable: a crash before that redelivers the batch, and the replacing table dedups it.
-        # Each event is the fold's rows of up to a frame of spans: at most FRAMES_PER_INSERT of
-        # them are held at once, and as many as spans_sink_batch_seconds brings make one insert. Fewer would make
-        # many small parts when spans trickle in, which slows every query over them.
-        async for events in stream.take_events(FRAMES_PER_INSERT, within=settings.spans_sink_batch_seconds):
-            for event in events:
-                spans_out.add(event.value)
-            await spans_out.flush()
-
-    @app.agent(topics.sessions, name="sessions-to-clickhouse")
-    @_redelivered_on_error
-    async def sessions_to_clickhouse(stream: faust.StreamT) -> None:
-        async for events in stream.take_events(batch, within=within):
-            # Records go in as the fold wrote them; only their cost cells need Python.
-            for event in events:
-                sessions_out.add(event.value + b"\n")
-                costs_out.add(encode_cost_rows(orjson.loads(event.value)))
-            await sessions_out.flush()
-            await costs_out.flush()
-
-    @app.agent(topics.health, name="health-to-clickhouse")
-    @_redelivered_on_error
-    async def health_to_clickhouse(stream: faust.StreamT) -> None:
-        async for events in stream.take_events(batch, within=within):
-            for event in events:
-                health_out.add(event.value + b"\n")
-            await health_out.flush()
 
 
 def _frame_items(event) -> list[SourceMessage]:

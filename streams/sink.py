@@ -43,34 +43,47 @@ def span_row(span: Span) -> list:
     ]
 
 
-class ClickHouseWriter:
+class _Writer:
     """`add` buffers, `flush` writes. Flush returns only once the batch is durable: while
-    ClickHouse is unavailable it retries with capped back-off, and because the agent awaits
+    ClickHouse is unavailable it retries with capped back-off, and because its caller waits for
     it, consumption pauses instead of dropping rows or crashing. Every table written here
     replaces on its key, so a batch written twice (after a crash) leaves no duplicate."""
 
-    def __init__(
-        self,
-        store: ClickHouseStore,
-        table: str,
-        columns: Sequence[str],
-        max_backoff: float = 10.0,
-        sleep: Callable[[float], asyncio.Future] = asyncio.sleep,
-    ) -> None:
+    def __init__(self, store: ClickHouseStore, table: str, columns: Sequence[str], max_backoff: float = 10.0) -> None:
         self._store = store
         self.table = table
         self._columns = tuple(columns)
         self._max_backoff = max_backoff
-        self._sleep = sleep
-        self._rows: list[list] = []
+        self._rows: list = []
         self.written = 0
         self.retries = 0
 
-    def add(self, row: list) -> None:
+    def add(self, row) -> None:
         self._rows.append(row)
 
     def __len__(self) -> int:
         return len(self._rows)
+
+    def _written(self, rows: int, started: float) -> None:
+        self.written += rows
+        SINK_BATCH_ROWS.labels(self.table).observe(rows)
+        SINK_BATCH_SECONDS.labels(self.table).observe(time.perf_counter() - started)
+
+    def _failed(self, error: Exception, what: str, delay: float) -> float:
+        """Counts and logs a failed insert; returns the delay before the next try."""
+        self.retries += 1
+        SINK_RETRIES.labels(self.table).inc()
+        log.warning("insert of %s into %s failed (%s); retrying in %.1fs", what, self.table, error, delay)
+        return min(delay * 2, self._max_backoff)
+
+
+class ClickHouseWriter(_Writer):
+    """Rows as lists, for a Faust agent: `await flush()`."""
+
+    def __init__(self, store: ClickHouseStore, table: str, columns: Sequence[str], max_backoff: float = 10.0,
+                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
+        super().__init__(store, table, columns, max_backoff)
+        self._sleep = sleep
 
     async def flush(self) -> int:
         if not self._rows:
@@ -78,50 +91,49 @@ class ClickHouseWriter:
         rows = self._rows
         started = time.perf_counter()
         try:
-            await self._durably(lambda: self._store.insert(self.table, rows, self._columns), f"{len(rows)} rows")
+            delay = 0.1
+            while True:
+                try:
+                    await self._store.insert(self.table, rows, self._columns)
+                    break
+                except Exception as error:  # noqa: BLE001 - any driver failure is retried
+                    next_delay = self._failed(error, f"{len(rows)} rows", delay)
+                    await self._sleep(delay)
+                    delay = next_delay
         finally:
             self._rows = []
         self._written(len(rows), started)
         return len(rows)
 
-    def _written(self, rows: int, started: float) -> None:
-        self.written += rows
-        SINK_BATCH_ROWS.labels(self.table).observe(rows)
-        SINK_BATCH_SECONDS.labels(self.table).observe(time.perf_counter() - started)
 
-    async def _durably(self, insert: Callable[[], Awaitable[None]], what: str) -> None:
-        delay = 0.1
-        while True:
-            try:
-                await insert()
-                return
-            except Exception as error:  # noqa: BLE001 - any driver failure is retried
-                self.retries += 1
-                SINK_RETRIES.labels(self.table).inc()
-                log.warning("insert of %s into %s failed (%s); retrying in %.1fs", what, self.table, error, delay)
-                await self._sleep(delay)
-                delay = min(delay * 2, self._max_backoff)
-
-
-class BodyWriter(ClickHouseWriter):
-    """The same contract for rows that arrive already encoded (spanstream/insert_bodies.py):
-    `add` takes a body, `flush` inserts the bodies buffered as one insert."""
+class BodyWriter(_Writer):
+    """Rows that arrive already encoded (spanstream/insert_bodies.py), for a sink on a thread of
+    its own (streams/topic_sink.py): `add` takes a body, `flush` blocks until the bodies
+    buffered are durable as one insert."""
 
     def __init__(self, store: ClickHouseStore, table: str, columns: Sequence[str], fmt: str,
-                 settings: dict[str, str], **kwargs) -> None:
-        super().__init__(store, table, columns, **kwargs)
+                 settings: dict[str, str], max_backoff: float = 10.0,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        super().__init__(store, table, columns, max_backoff)
         self._format = fmt
         self._settings = settings
+        self._sleep = sleep
 
-    async def flush(self) -> int:
+    def flush(self) -> int:
         if not self._rows:
             return 0
         body = b"".join(self._rows)
         started = time.perf_counter()
         try:
-            await self._durably(
-                lambda: self._store.insert_body(self.table, self._columns, body, self._format, self._settings),
-                f"{len(body):,} bytes of rows")
+            delay = 0.1
+            while True:
+                try:
+                    self._store.insert_body_sync(self.table, self._columns, body, self._format, self._settings)
+                    break
+                except Exception as error:  # noqa: BLE001 - any driver failure is retried
+                    next_delay = self._failed(error, f"{len(body):,} bytes of rows", delay)
+                    self._sleep(delay)
+                    delay = next_delay
         finally:
             self._rows = []
         rows = body.count(b"\n")  # one row a line

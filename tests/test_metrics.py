@@ -60,7 +60,9 @@ def test_metrics_count_what_the_deployment_did(settings, server):
     while time.monotonic() < deadline:
         found = httpx.get(f"{base}/api/agents/sessions/{session}", headers={"X-API-Key": key})
         families = scrape(base)
-        if found.status_code == 200 and value(families, "spanstream_spans_dead_lettered_total") >= 1:
+        # The spans table's sink writes on its own clock, after the session can already be read.
+        if (found.status_code == 200 and value(families, "spanstream_spans_dead_lettered_total") >= 1
+                and value(families, "spanstream_sink_batch_rows_sum", table="spans") >= 3):
             break
         time.sleep(0.5)
     assert found.status_code == 200, found.text
@@ -91,7 +93,8 @@ def test_metrics_count_what_the_deployment_did(settings, server):
     worker = server["topics"]["worker_id"]
     spans_topic = server["topics"]["spans"]
     assert {(f"{worker}-batcher", spans_topic), (worker, f"{spans_topic}.batches"),
-            (f"{worker}-sink", f"{spans_topic}.rows")} <= groups
+            (f"{worker}-sink-spans", f"{spans_topic}.rows"), (f"{worker}-sink-sessions", server["topics"]["sessions"]),
+            (f"{worker}-sink-health", server["topics"]["health"])} <= groups
     assert len([s for s in lags if s.labels["topic"] == spans_topic]) == settings.spans_partitions
 
 

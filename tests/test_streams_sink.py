@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 
 import orjson
 
@@ -27,7 +26,7 @@ def test_the_folds_encoded_rows_read_back_as_native_inserted_rows(store):
     writer.table = "spans_rows"
     for body in bodies:
         writer.add(body)
-    assert asyncio.run(writer.flush()) == len(spans)
+    assert writer.flush() == len(spans)
     names = ", ".join(SPAN_COLUMNS)
     native, rows = (store.query_sync(f"SELECT {names} FROM spans_{copy} ORDER BY span_id") for copy in ("native", "rows"))
     assert rows == native and len(rows) == len(spans)
@@ -54,7 +53,7 @@ def test_session_records_and_health_changes_read_back_as_native_inserted_rows(st
         store.insert_sync(f"{table}_native", rows, columns)
         writer = writer_for(store, f"{table}_body", columns)
         writer.add(body)
-        assert asyncio.run(writer.flush()) == len(rows), table
+        assert writer.flush() == len(rows), table
         native, inserted = (store.query_sync(f"SELECT {', '.join(columns)} FROM {table}_{copy} ORDER BY ALL")
                             for copy in ("native", "body"))
         assert inserted == native and len(native) == len(rows), table
