@@ -29,6 +29,8 @@ from spanstream.settings import Settings
 # so two use both cores of a small machine; a few more keep a slow read (a 30-day list) from
 # holding up the point lookups queued behind it.
 READERS = 4
+# One per sink thread (streams/view_sinks.py): spans, sessions with their costs, health.
+INSERTERS = 3
 _TO_TARGET = re.compile(r"\bTO\s+`?(?:[\w]+`?\.`?)?([\w]+)`?", re.IGNORECASE)
 
 
@@ -45,9 +47,11 @@ class StoreHeldElsewhere(StoreUnavailable):
 
 
 class ClickHouseStore:
-    """Writes and DDL go through one client, one at a time; reads through a pool of `READERS`
-    clients of their own, so they run beside each other and beside the sinks' inserts (a
-    connection serves one call at a time, the engine many). Blocking calls run off the loop.
+    """DDL goes through one client, one statement at a time; inserts through a pool of
+    `INSERTERS` clients, so that a sessions insert does not wait behind a spans insert (each
+    sink has a thread); reads through a pool of `READERS` clients, beside each other and beside
+    the inserts (a connection serves one call at a time, the engine many). Blocking calls run
+    off the loop.
 
     Embedded, this store is the only way into the data, so it knows every write: `query(...,
     cached=True)` reuses an answer until a table the query reads is written (result_cache.py)."""
@@ -63,6 +67,7 @@ class ClickHouseStore:
         self._feeds: dict[str, frozenset[str]] = {}  # table -> tables its materialized views write
         self._flights: dict[tuple, tuple[tuple[int, ...], Future]] = {}
         self._flights_lock = threading.Lock()
+        self._inserters: queue.SimpleQueue = queue.SimpleQueue()
 
     @property
     def embedded(self) -> bool:
@@ -80,6 +85,8 @@ class ClickHouseStore:
             self._client = clickhouse_connect.get_client(dsn=dsn, database=database)
             for _ in range(self._reader_count):
                 self._readers.put(clickhouse_connect.get_client(dsn=dsn, database=database))
+            for _ in range(INSERTERS):
+                self._inserters.put(clickhouse_connect.get_client(dsn=dsn, database=database))
         except (ProgrammingError, ClickHouseError, OSError) as error:
             self.close()
             raise StoreUnavailable(self._explain(error)) from error
@@ -126,11 +133,12 @@ class ClickHouseStore:
         if self._read_pool is not None:
             self._read_pool.shutdown(wait=True)
             self._read_pool = None
-        while True:
-            try:
-                self._readers.get_nowait().close()
-            except queue.Empty:
-                break
+        for pool in (self._readers, self._inserters):
+            while True:
+                try:
+                    pool.get_nowait().close()
+                except queue.Empty:
+                    break
         if self._client is not None:
             self._client.close()
             self._client = None
@@ -139,6 +147,15 @@ class ClickHouseStore:
         if self._client is None:
             raise StoreUnavailable("the ClickHouse store is not open")
         return self._client
+
+    @contextmanager
+    def _inserter(self):
+        self._require()
+        client = self._inserters.get()  # waits only when more threads insert than there are clients
+        try:
+            yield client
+        finally:
+            self._inserters.put(client)
 
     @contextmanager
     def _reader(self):
@@ -223,8 +240,8 @@ class ClickHouseStore:
         if not rows:
             return
         try:
-            with self._lock:
-                self._require().insert(table, rows, column_names=list(column_names))
+            with self._inserter() as client:
+                client.insert(table, rows, column_names=list(column_names))
         finally:
             self._wrote(table)
 
@@ -234,8 +251,8 @@ class ClickHouseStore:
         if not body:
             return
         try:
-            with self._lock:
-                self._require().raw_insert(table, list(column_names), body, settings=settings, fmt=fmt)
+            with self._inserter() as client:
+                client.raw_insert(table, list(column_names), body, settings=settings, fmt=fmt)
         finally:
             self._wrote(table)
 

@@ -95,14 +95,21 @@ def register_fold_agents(app: faust.App, settings: Settings, prices: PriceSource
                 derived.publish(rows_topic, None, body, partition=event.message.partition)
             SPANS_FOLDED.inc(folded.spans)
             batch = folded.batch
+            # `sessions` and `health` records go to the frame's partition, as the rows and the
+            # changelog do: a session's spans all come through one partition, so its key still
+            # lands in one partition, and the frame's records leave in one produce request.
+            # Partitioned by key, they spread over every partition, each lingering on its own
+            # clock: ~480 produce requests a second at 10,000 spans/s, ~0.2 ms of broker each.
+            partition = event.message.partition
             for key, state in batch.states.items():
                 if key in batch.changed:
                     sessions[key] = orjson.dumps(dump_state(state))
                 # Durable before this event's offset is committed (streams/derived.py). A
                 # redelivery re-sends the same versions, which is harmless.
-                derived.publish(settings.sessions_topic, key, orjson.dumps(session_record(state, state.health_tag)))
+                derived.publish(settings.sessions_topic, key, orjson.dumps(session_record(state, state.health_tag)),
+                                partition=partition)
             for key, change in batch.health_changes:
-                derived.publish(settings.health_topic, key, orjson.dumps(change))
+                derived.publish(settings.health_topic, key, orjson.dumps(change), partition=partition)
 
 
 def _frame_items(event) -> list[SourceMessage]:

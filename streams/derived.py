@@ -29,7 +29,7 @@ class DerivedPublishError(RuntimeError):
 
 class DerivedPublisher:
     def __init__(self, settings: Settings) -> None:
-        self._producer = make_producer(settings, **{"linger.ms": 20, "compression.type": "lz4"})
+        self._producer = make_producer(settings, **{"linger.ms": 20, "compression.type": "lz4", "client.id": "spanstream-fold"})
         self._failures: list[KafkaError] = []
         self._acked: Acked = {}
         self._queued = 0

@@ -55,6 +55,7 @@ class TopicSink:
         return Consumer({
             "bootstrap.servers": self._settings.kafka_bootstrap,
             "group.id": self.group,
+            "client.id": f"spanstream-sink-{self.name}",
             "enable.auto.commit": False,
             "auto.offset.reset": "earliest",
             # As the fold's group: a sink that died hands its partitions over within 10 s.
