@@ -149,22 +149,15 @@ class ClickHouseStore:
         return self._client
 
     @contextmanager
-    def _inserter(self):
+    def _borrowed(self, pool: queue.SimpleQueue):
+        """A client of `pool` (the readers or the inserters) for one call; waits only when more
+        threads call at once than the pool has clients."""
         self._require()
-        client = self._inserters.get()  # waits only when more threads insert than there are clients
+        client = pool.get()
         try:
             yield client
         finally:
-            self._inserters.put(client)
-
-    @contextmanager
-    def _reader(self):
-        self._require()
-        client = self._readers.get()  # waits only when more threads read than there are clients
-        try:
-            yield client
-        finally:
-            self._readers.put(client)
+            pool.put(client)
 
     def _learn_feeds(self) -> None:
         """Which tables a write to each table also changes, through materialized views (a
@@ -223,7 +216,7 @@ class ClickHouseStore:
         return _dicts(names, rows)
 
     def _select(self, sql: str, parameters: dict[str, Any] | None, settings: dict[str, Any] | None):
-        with self._reader() as client:
+        with self._borrowed(self._readers) as client:
             result = client.query(sql, parameters=parameters, settings=settings)
         return result.column_names, result.result_rows
 
@@ -232,7 +225,7 @@ class ClickHouseStore:
     ) -> tuple[list[str], list[str], list[Sequence[Any]]]:
         """Column names, their ClickHouse types and the rows, in order: for results whose
         columns are not known in advance (duplicate names would collapse in a dict)."""
-        with self._reader() as client:
+        with self._borrowed(self._readers) as client:
             result = client.query(sql, parameters=parameters, settings=settings)
         return list(result.column_names), [t.name for t in result.column_types], list(result.result_rows)
 
@@ -240,7 +233,7 @@ class ClickHouseStore:
         if not rows:
             return
         try:
-            with self._inserter() as client:
+            with self._borrowed(self._inserters) as client:
                 client.insert(table, rows, column_names=list(column_names))
         finally:
             self._wrote(table)
@@ -251,7 +244,7 @@ class ClickHouseStore:
         if not body:
             return
         try:
-            with self._inserter() as client:
+            with self._borrowed(self._inserters) as client:
                 client.raw_insert(table, list(column_names), body, settings=settings, fmt=fmt)
         finally:
             self._wrote(table)

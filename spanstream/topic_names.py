@@ -1,6 +1,6 @@
-"""The names of the topics derived from `spans` and of the groups that read them, for every part that reads or creates them
-(the stream processor, topic administration, the metrics endpoint): here, so that none of them
-has to import another's package."""
+"""The names of the topics derived from `spans` and of the groups that read them, for every part
+that reads or creates them (the stream processor, topic administration, the metrics endpoint):
+here, so that none of them has to import another's package."""
 
 from __future__ import annotations
 
