@@ -37,7 +37,8 @@ def view_sinks(settings: Settings, store: ClickHouseStore) -> list[TopicSink]:
     return [
         TopicSink(settings, "spans", rows_topic_name(settings.spans_topic), spans_out.add, [spans_out],
                   FRAMES_PER_INSERT, settings.spans_sink_batch_seconds, fetch_wait_ms=200),
-        TopicSink(settings, "sessions", settings.sessions_topic, session_changed, [sessions_out, costs_out],
+        # Cost cells first: a session read from `sessions` then finds the cells of its version.
+        TopicSink(settings, "sessions", settings.sessions_topic, session_changed, [costs_out, sessions_out],
                   batch, within),
         TopicSink(settings, "health", settings.health_topic, health_changed, [health_out], batch, within),
     ]
