@@ -100,7 +100,8 @@ def _detail_differences(base: str, key: str, want) -> dict:
 
 def assert_matches_ground_truth(base: str, keys: dict[str, str], truth: GroundTruth, settle: float = 15.0) -> None:
     """Every listed and detailed session equals its ground truth; nothing else is listed. A session's
-    cost cells are written just after its row, so mismatched details are read again for `settle` seconds."""
+    cost cells are written just before its row, but the trace reads both at once, so mismatched
+    details are read again for `settle` seconds."""
     listed = list_sessions(base, keys)
     assert set(listed) == set(truth.expected), (
         f"listed but not expected: {sorted(set(listed) - set(truth.expected))[:5]}; "
