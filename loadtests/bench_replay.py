@@ -45,6 +45,21 @@ def raw_consume(bootstrap: str, topic: str, messages: int) -> float:
     return elapsed
 
 
+def merges_after(store: ClickHouseStore, quiet_seconds: float = 2.0) -> tuple[float, float]:
+    """CPU and wall seconds of this process until ClickHouse has run no merge for
+    `quiet_seconds`: the merges of the rebuilt tables' parts still running after the swap,
+    which the replay's own figures do not include."""
+    began, own = time.perf_counter(), resource.getrusage(resource.RUSAGE_SELF)
+    quiet_since = time.perf_counter()
+    while time.perf_counter() - quiet_since < quiet_seconds:
+        time.sleep(0.1)
+        if store.query_sync("SELECT count() AS n FROM system.merges")[0]["n"]:
+            quiet_since = time.perf_counter()
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = usage.ru_utime + usage.ru_stime - own.ru_utime - own.ru_stime
+    return cpu, time.perf_counter() - began - quiet_seconds
+
+
 def timed(call: Callable[[], object]) -> tuple[float, float, float]:
     """Wall seconds of `call`, and the CPU seconds it took in this process and in the child
     processes it started and waited for (the fold workers)."""
@@ -99,8 +114,10 @@ def main() -> None:
 
     try:
         replay_seconds, replay_own, replay_workers = timed(lambda: replay(settings, store, report=report))
+        merge_cpu, merge_seconds = merges_after(store)
         reprice_seconds, reprice_own, reprice_workers = timed(
             lambda: replay(settings, store, reprice=True, report=report))
+        reprice_merge_cpu, _ = merges_after(store)
         rows = store.query_sync("SELECT count() AS n, sum(spans) AS spans FROM sessions FINAL")[0]
         calls = store.query_sync("SELECT uniqExactMerge(calls) AS n FROM mcp_server_stats")[0]["n"]
     finally:
@@ -118,6 +135,10 @@ def main() -> None:
           f"{reprice_seconds:6.1f} s   {raw_seconds / reprice_seconds:.2f}x of raw")
     print(f"\nCPU seconds on {len(os.sched_getaffinity(0))} cores: replay {replay_own:.1f} in the replay process + "
           f"{replay_workers:.1f} in its fold workers; --reprice {reprice_own:.1f} + {reprice_workers:.1f}")
+    print(f"merges after the swap (while the views already serve): {merge_cpu:.1f} CPU-s over {merge_seconds:.1f} s; "
+          f"after --reprice {reprice_merge_cpu:.1f} CPU-s")
+    # ru_maxrss of children: the largest of the fold workers (KiB on Linux).
+    print(f"largest fold worker: {resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024:,.0f} MiB peak RSS")
 
 
 if __name__ == "__main__":

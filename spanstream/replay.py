@@ -131,15 +131,16 @@ def replay(settings: Settings, store: ClickHouseStore, reprice: bool = False, si
     count = workers or len(os.sched_getaffinity(0))
     group_id = f"{settings.worker_id}-replay-{uuid.uuid4().hex[:8]}"
     # Workers end before their directory goes, so none is left writing into a removed one.
-    with tempfile.TemporaryDirectory(prefix="spanstream-replay-") as body_dir, FoldWorkers(count) as pool:
+    with (tempfile.TemporaryDirectory(prefix="spanstream-replay-") as body_dir,
+          FoldWorkers(count, settings.kafka_bootstrap, group_id, settings.spans_topic) as pool):
         book = asyncio.run(load_price_book(settings.postgres_dsn, settings.unknown_model_usd_per_call))
         rules = rules_from_budgets(settings.loop_threshold, settings.budgets)
         ranges, since_offsets, affected = _offsets(settings, group_id, since, report, after)
         if not in_place:
             fresh_tables(store, views)
-        jobs = [FoldJob(settings.kafka_bootstrap, group_id, settings.spans_topic, {p: ranges[p][0] for p in share},
-                        {p: ranges[p][1] for p in share}, book, rules, write_spans=not reprice,
-                        chunk_rows=FLUSH_ROWS, body_dir=body_dir, affected=affected, since_offsets=since_offsets)
+        jobs = [FoldJob({p: ranges[p][0] for p in share}, {p: ranges[p][1] for p in share}, book, rules,
+                        write_spans=not reprice, chunk_rows=FLUSH_ROWS, body_dir=body_dir, affected=affected,
+                        since_offsets=since_offsets)
                 for share in _shares({p: high - low for p, (low, high) in ranges.items()}, count)]
         progress = Progress(total_messages=sum(high - low for low, high in ranges.values()))
         sessions = pool.run(jobs, store, "" if in_place else SUFFIX, progress.add,

@@ -20,17 +20,18 @@ from spanstream.replay_worker import COLUMNS, FoldJob, fold_partitions
 
 
 class FoldWorkers:
-    """`count` worker processes; `run` hands each one job (or none) and inserts what they send.
-    Leaving the `with` block ends any worker still running."""
+    """`count` worker processes, each with a consumer of `topic` (in `group_id`, which never
+    commits); `run` hands each one job (or none) and inserts what they send. Leaving the `with`
+    block ends any worker still running."""
 
-    def __init__(self, count: int) -> None:
+    def __init__(self, count: int, bootstrap: str, group_id: str, topic: str) -> None:
         context = multiprocessing.get_context("spawn")
         # Bounded, so workers wait for a parent that is inserting instead of piling bodies up.
         self._inbox = context.Queue(maxsize=2 * count + 2)
         self._jobs, self._workers = [], []
         for index in range(count):
             reader, writer = context.Pipe(duplex=False)
-            worker = context.Process(target=fold_partitions, args=(reader, self._inbox),
+            worker = context.Process(target=fold_partitions, args=(reader, self._inbox, bootstrap, group_id, topic),
                                      name=f"replay-fold-{index}", daemon=True)
             worker.start()
             reader.close()

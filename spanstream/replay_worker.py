@@ -1,8 +1,10 @@
 """A replay fold worker: a child process that decodes and folds its own partitions of `spans`.
 
 Sessions are partition-local (the topic is keyed by session), so each worker folds its
-partitions alone, message by message in offset order, with the live worker's step
-(streams.session_step.apply_spans): the same versions and health changes as before. It opens
+partitions alone, one after another, message by message in offset order, with the live
+worker's step (streams.session_step.apply_spans): the same versions and health changes as
+before. When a partition is done, so are its sessions: their rows go out then, rather than all
+in a burst at the end while the other worker and the inserts wait, and their states are freed. It opens
 no store (chdb allows one process per directory): it writes ready-to-insert bodies to files
 and tells the parent, which only inserts them.
 
@@ -23,17 +25,16 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from multiprocessing.queues import Queue
 
-from confluent_kafka import Message
+from confluent_kafka import Consumer, KafkaException, Message
 
 from schemas.span import decode_message
-from spanstream.insert_bodies import cost_values, encode_column_values, span_values
+from spanstream.insert_bodies import SPAN_COLUMNS, cost_values, encode_column_values, span_values
 from spanstream.replay_scan import replay_consumer, scan
 from streams.health import HealthRules
 from streams.pricing import PriceBook
 from streams.session_rows import COST_COLUMNS, HEALTH_COLUMNS, SESSION_COLUMNS, health_row, session_row
 from streams.session_step import apply_spans, by_session
 from streams.sessions import SessionState, session_record
-from streams.sink import SPAN_COLUMNS
 
 COLUMNS = {"spans": SPAN_COLUMNS, "sessions": SESSION_COLUMNS, "session_costs": COST_COLUMNS,
            "session_health": HEALTH_COLUMNS}
@@ -45,9 +46,6 @@ class FoldJob:
     """One worker's share of a replay. With `affected` (replay --from), only the sessions whose
     message key is in it are folded, and spans are re-written from `since_offsets` on."""
 
-    bootstrap: str
-    group_id: str
-    topic: str
     starts: dict[int, int]
     ends: dict[int, int]
     book: PriceBook
@@ -118,6 +116,7 @@ class WorkerFold:
         self.job = job
         self.boxes = {view: _Outbox(deliver, view, job.chunk_rows) for view in COLUMNS}
         self.states: dict[bytes, SessionState] = {}
+        self.closed = 0
 
     def fold_message(self, key: bytes | None, value: bytes, partition: int, offset: int) -> int:
         """Folds one `spans` message; returns how many spans it held (0 when it is skipped)."""
@@ -140,36 +139,56 @@ class WorkerFold:
         boxes["session_health"].send(job.chunk_rows)
         return len(spans)
 
-    def finish(self) -> int:
-        """Sends what is left and every session's last record; returns the number of sessions."""
+    def close_sessions(self) -> None:
+        """Every session folded so far has seen its last span (its partition is done): its
+        last record goes out, and its state is freed."""
         boxes = self.boxes
-        # The last spans first: the parent inserts them while the session rows are built.
-        boxes["spans"].send()
-        boxes["session_health"].send()
         for state in self.states.values():
             record = session_record(state, state.health_tag)
             boxes["sessions"].add([session_row(record)])
             boxes["session_costs"].add(cost_values(record))
             for view in ("sessions", "session_costs"):
                 boxes[view].send(self.job.chunk_rows)
+        self.closed += len(self.states)
+        self.states = {}
+
+    def finish(self) -> int:
+        """Sends what is left, with every open session's last record; returns the number of sessions."""
+        boxes = self.boxes
+        # The last spans first: the parent inserts them while the session rows are built.
+        boxes["spans"].send()
+        boxes["session_health"].send()
+        self.close_sessions()
         for box in boxes.values():
             box.send()
-        return len(self.states)
+        return self.closed
 
 
-def fold_partitions(jobs: Connection, out: Queue) -> None:
+def fold_partitions(jobs: Connection, out: Queue, bootstrap: str, group_id: str, topic: str) -> None:
     """The worker process: waits for its FoldJob on `jobs` (None: nothing to do), folds the
-    job's partitions and puts what to insert on `out`."""
+    job's partitions of `topic` and puts what to insert on `out`."""
     # Ctrl-C reaches the whole process group; the parent decides, and terminates its workers.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     parent = _Parent(out)
+    consumer = replay_consumer(bootstrap, group_id)
     try:
-        job = jobs.recv()
-    except EOFError:  # the parent is gone
-        return
-    if job is None:
-        return
-    # Spans, rows and session states are trees, and the states live to the end: the collector
+        try:
+            # Connected while the parent prepares: the first fetch then waits for no handshake.
+            consumer.list_topics(topic, timeout=10)
+        except KafkaException:
+            pass  # only a head start: the scan waits for the broker as it always did
+        try:
+            job = jobs.recv()
+        except EOFError:  # the parent is gone
+            return
+        if job is not None:
+            _fold(job, parent, consumer, topic)
+    finally:
+        consumer.close()
+
+
+def _fold(job: FoldJob, parent: _Parent, consumer: Consumer, topic: str) -> None:
+    # Spans, rows and session states are trees, and the states live to their partition's end: the collector
     # found nothing to free, and walking them again and again took a sixth of the worker's time
     # at the default thresholds (still 3% at 50,000 allocations a collection).
     gc.disable()
@@ -202,11 +221,9 @@ def fold_partitions(jobs: Connection, out: Queue) -> None:
         counts[:] = [0, 0]
         last_progress = time.monotonic()
 
-    consumer = replay_consumer(job.bootstrap, job.group_id)
-    try:
-        scan(consumer, job.topic, job.starts, job.ends, fold_message)
-    finally:
-        consumer.close()
+    for partition in sorted(job.starts):
+        scan(consumer, topic, {partition: job.starts[partition]}, {partition: job.ends[partition]}, fold_message)
+        folder.close_sessions()
     sessions = folder.finish()
     report_progress()
     parent.put(("done", sessions))

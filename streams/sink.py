@@ -10,19 +10,12 @@ from collections.abc import Awaitable, Callable, Sequence
 
 from schemas.span import Span
 from spanstream.clickhouse import ClickHouseStore
-from spanstream.insert_bodies import INSERT_SETTINGS, RECORD_SETTINGS, RECORDS_FORMAT, ROWS_FORMAT, SETTINGS
+from spanstream.insert_bodies import (
+    INSERT_SETTINGS, RECORD_SETTINGS, RECORDS_FORMAT, ROWS_FORMAT, SETTINGS, SPAN_COLUMNS,
+)
 from spanstream.metrics import SINK_BATCH_ROWS, SINK_BATCH_SECONDS, SINK_RETRIES
 
 log = logging.getLogger(__name__)
-
-SPAN_COLUMNS = (
-    "project_id", "session_id", "trace_id", "span_id", "parent_span_id", "span_type", "name",
-    "agent_name", "target_agent_name", "server_name", "tool_name", "model_id", "status", "error",
-    "started_at", "ended_at", "latency_ms", "input_tokens", "output_tokens", "cache_read_tokens",
-    "cache_creation_tokens", "thinking_tokens", "finish_reason", "input_args", "output_result",
-    "llm_input", "llm_output", "attributes", "schema_version", "truncated_fields",
-)
-
 
 # One encoder for every span: json.dumps builds a new one per call when given arguments.
 _attributes_json = json.JSONEncoder(separators=(",", ":"), default=str).encode
