@@ -137,8 +137,6 @@ def main() -> None:
           f"{replay_workers:.1f} in its fold workers; --reprice {reprice_own:.1f} + {reprice_workers:.1f}")
     print(f"merges after the swap (while the views already serve): {merge_cpu:.1f} CPU-s over {merge_seconds:.1f} s; "
           f"after --reprice {reprice_merge_cpu:.1f} CPU-s")
-    # ru_maxrss of children: the largest of the fold workers (KiB on Linux).
-    print(f"largest fold worker: {resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024:,.0f} MiB peak RSS")
 
 
 if __name__ == "__main__":
