@@ -3,10 +3,10 @@
 Sessions are partition-local (the topic is keyed by session), so each worker folds its
 partitions alone, one after another, message by message in offset order, with the live
 worker's step (streams.session_step.apply_spans): the same versions and health changes as
-before. When a partition is done, so are its sessions: their rows go out then, rather than all
-in a burst at the end while the other worker and the inserts wait, and their states are freed. It opens
-no store (chdb allows one process per directory): it writes ready-to-insert bodies to files
-and tells the parent, which only inserts them.
+before. When a partition is done, so are its sessions: their rows go out then, not all in a
+burst at the end while the other worker and the inserts wait, and their states are freed. It
+opens no store (chdb allows one process per directory): it writes ready-to-insert bodies to
+files and tells the parent, which only inserts them.
 
 Queue items: ("file", view, path, rows) for a body in a file (the parent inserts it and removes
 it), ("pyrows", view, rows) for rows JSON cannot carry exactly, ("progress", messages, spans)
@@ -188,9 +188,9 @@ def fold_partitions(jobs: Connection, out: Queue, bootstrap: str, group_id: str,
 
 
 def _fold(job: FoldJob, parent: _Parent, consumer: Consumer, topic: str) -> None:
-    # Spans, rows and session states are trees, and the states live to their partition's end: the collector
-    # found nothing to free, and walking them again and again took a sixth of the worker's time
-    # at the default thresholds (still 3% at 50,000 allocations a collection).
+    # Spans, rows and session states are trees, and the states live to their partition's end:
+    # the collector found nothing to free, and walking them again and again took a sixth of the
+    # worker's time at the default thresholds (still 3% at 50,000 allocations a collection).
     gc.disable()
     sent = 0
 
