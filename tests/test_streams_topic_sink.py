@@ -144,3 +144,30 @@ def test_a_new_sink_group_takes_up_where_the_faust_sink_stopped(settings, store,
     with Running(sink):
         _until(lambda: _committed(settings, sink.group, topic) == 200)
     assert len(_ids(store, table)) == 10 * PARTITIONS
+
+
+def test_a_writer_is_flushed_only_once_the_writers_before_it_are_durable(settings, store, topic, table):
+    """What the sessions sink relies on to write a session's cost cells before its row (so that
+    a session is never readable without them): while the first table refuses, the second gets
+    nothing; once it exists, both get every row."""
+    cells = f"{table}_first"
+    _create(store, table)
+    first = BodyWriter(store, cells, ["id", "at"], RECORDS_FORMAT, RECORD_SETTINGS, max_backoff=0.2)
+    second = BodyWriter(store, table, ["id", "at"], RECORDS_FORMAT, RECORD_SETTINGS, max_backoff=0.2)
+
+    def both(value: bytes) -> None:
+        first.add(value + b"\n")
+        second.add(value + b"\n")
+
+    _publish(settings, topic, range(80))
+    sink = TopicSink(settings.model_copy(update={"worker_id": f"w-{uuid.uuid4().hex[:6]}"}), "test", topic, both,
+                     [first, second], max_messages=50, max_seconds=0.2)
+    try:
+        with Running(sink):
+            _until(lambda: first.retries >= 3)
+            assert _ids(store, table) == []
+            _create(store, cells)
+            _until(lambda: _committed(settings, sink.group, topic) == 80)
+        assert _ids(store, cells) == _ids(store, table) == list(range(80))
+    finally:
+        store.command_sync(f"DROP TABLE IF EXISTS {cells}")
